@@ -1,0 +1,36 @@
+//! The mapping-stage port: `plan(event, prior state) -> operations`.
+
+use crate::{Event, Operation, SubjectState};
+
+/// A mapping failure for one event on one target. The event goes to the dead-letter store for that
+/// target; other targets and other events are unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target `{target}`: {reason} (in `{expression}`)")]
+pub struct PlanError {
+    pub target: String,
+    /// The mapping expression (or attribute) that failed.
+    pub expression: String,
+    pub reason: String,
+}
+
+/// What a planner produced for one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Operations to enqueue, at most a few per target, in the order they must apply.
+    pub ops: Vec<Operation>,
+    /// Per-target failures.
+    pub errors: Vec<PlanError>,
+}
+
+/// The mapping stage. Implementations are pure: no I/O, deterministic for a given input, so the
+/// same event planned twice yields the same operation ids.
+pub trait Planner: Send + Sync + 'static {
+    /// Content hash of the mapping in force; recorded on every operation and audit record.
+    fn version(&self) -> &str;
+
+    /// Whether the mapping knows this event type (unknown types are rejected at decode time).
+    fn accepts_type(&self, kind: &str) -> bool;
+
+    /// Plans the operations `event` causes, given the subject's previous state.
+    fn plan(&self, event: &Event, prior: Option<&SubjectState>) -> Plan;
+}
