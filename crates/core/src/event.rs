@@ -68,10 +68,17 @@ pub struct SubjectState {
     pub last_kind: String,
     /// Attributes as of the last applied event.
     pub data: serde_json::Value,
+    /// Ids of the most recent applied events (newest last, at most [`RECENT_EVENT_IDS`]), so a
+    /// replayed event is recognised as a duplicate even when a newer one was applied since.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_event_ids: Vec<String>,
 }
 
+/// How many recent event ids a [`SubjectState`] remembers.
+pub const RECENT_EVENT_IDS: usize = 32;
+
 impl SubjectState {
-    /// The state after applying `event`.
+    /// The state after applying `event` to a subject with no history.
     pub fn from_event(event: &Event) -> Self {
         SubjectState {
             subject: event.subject.clone(),
@@ -79,7 +86,21 @@ impl SubjectState {
             last_time: event.time,
             last_kind: event.kind.clone(),
             data: event.data.clone(),
+            recent_event_ids: vec![event.id.clone()],
         }
+    }
+
+    /// The state after applying `event` on top of `prior`.
+    pub fn advance(prior: Option<&SubjectState>, event: &Event) -> Self {
+        let mut next = Self::from_event(event);
+        if let Some(p) = prior {
+            let mut ids = p.recent_event_ids.clone();
+            ids.push(event.id.clone());
+            let excess = ids.len().saturating_sub(RECENT_EVENT_IDS);
+            ids.drain(..excess);
+            next.recent_event_ids = ids;
+        }
+        next
     }
 
     /// Whether `event` must be skipped because it is not newer than this state.
@@ -87,7 +108,7 @@ impl SubjectState {
     /// An event is stale when its `time` is strictly older than the last applied one; an event with the
     /// same id as the last applied one is a duplicate. Events without a `time` are never stale by time.
     pub fn staleness(&self, event: &Event) -> Option<Staleness> {
-        if event.id == self.last_event_id {
+        if event.id == self.last_event_id || self.recent_event_ids.contains(&event.id) {
             return Some(Staleness::Duplicate);
         }
         match (event.time, self.last_time) {
@@ -152,5 +173,7 @@ mod tests {
         );
         assert_eq!(st.staleness(&ev("b", Some("2026-01-02T00:00:00Z"))), None);
         assert_eq!(st.staleness(&ev("b", None)), None);
+        let st = SubjectState::advance(Some(&st), &ev("c", Some("2026-01-04T00:00:00Z")));
+        assert_eq!(st.staleness(&ev("a", None)), Some(Staleness::Duplicate));
     }
 }

@@ -22,6 +22,6 @@ pub mod plan;
 pub mod store;
 
 pub use audit::{AuditEntry, AuditRecord};
-pub use event::{Event, EventOrigin, RejectedEvent, SubjectState};
+pub use event::{Event, EventOrigin, RejectedEvent, Staleness, SubjectState};
 pub use op::{OpKind, Operation, QueuedOp};
 pub use outcome::{ErrorClass, Outcome};
