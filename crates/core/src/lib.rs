@@ -19,6 +19,7 @@ pub mod event;
 pub mod op;
 pub mod outcome;
 pub mod plan;
+pub mod source;
 pub mod store;
 
 pub use audit::{AuditEntry, AuditRecord};
