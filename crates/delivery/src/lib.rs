@@ -1,1 +1,15 @@
-//! scimflow-delivery
+//! Delivery: how operations reach targets.
+//!
+//! * [`pool::TargetPool`] — one per target: per-subject lanes over the durable queue.
+//! * [`exec::Executor`] — the per-target stack (retry → rate limit → concurrency → timeout → client)
+//!   and the idempotent create/lookup/bind/converge logic.
+//! * [`client::ScimClient`] — HTTP with auth, no redirects, capped bodies.
+//! * [`classify`] — status and `Retry-After` handling into the closed error classes.
+
+pub mod classify;
+pub mod client;
+pub mod exec;
+pub mod pool;
+
+pub use exec::{ExecReport, Executor};
+pub use pool::{PoolHandle, TargetPool};

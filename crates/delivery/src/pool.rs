@@ -1,0 +1,246 @@
+//! One worker pool per target: per-subject lanes over the target's durable queue.
+//!
+//! The dispatcher keeps at most `window` queued operations in memory (the rest stay on disk), groups
+//! them into lanes by subject, and runs the head of each lane — one operation per subject at a time,
+//! so one person's operations apply strictly in order while different people run concurrently.
+//! An operation leaves the queue only in the same atomic batch that records its terminal audit record
+//! (and binding or dead letter), so a crash at any point either redoes it (idempotently) or has it
+//! recorded exactly once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use scimflow_core::store::{DeadLetter, Mutation, Store};
+use scimflow_core::{AuditEntry, Outcome, QueuedOp};
+
+use crate::exec::{ExecReport, Executor};
+
+/// Counters a pool exposes (for the admin API and metrics).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub applied: AtomicU64,
+    pub noop: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// The handle the rest of the daemon holds for a pool.
+#[derive(Clone)]
+pub struct PoolHandle {
+    pub target: String,
+    wake: Arc<Notify>,
+    pub stats: Arc<PoolStats>,
+}
+
+impl PoolHandle {
+    /// Tells the pool new operations were queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// A target's dispatcher.
+pub struct TargetPool {
+    target: String,
+    store: Arc<dyn Store>,
+    exec: Arc<Executor>,
+    wake: Arc<Notify>,
+    stats: Arc<PoolStats>,
+    window: usize,
+    max_lanes: usize,
+}
+
+impl TargetPool {
+    pub fn new(target: &str, store: Arc<dyn Store>, exec: Executor, concurrency: usize) -> Self {
+        TargetPool {
+            target: target.to_owned(),
+            store,
+            exec: Arc::new(exec),
+            wake: Arc::new(Notify::new()),
+            stats: Arc::new(PoolStats::default()),
+            window: 4096,
+            // Lanes waiting in backoff hold no HTTP permit, so allow more lanes than permits.
+            max_lanes: concurrency * 4,
+        }
+    }
+
+    pub fn handle(&self) -> PoolHandle {
+        PoolHandle {
+            target: self.target.clone(),
+            wake: self.wake.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Runs until `shutdown`; then lets in-flight operations finish for up to `drain`. Whatever did
+    /// not finish stays in the durable queue for the next start.
+    pub async fn run(self, shutdown: CancellationToken, drain: Duration) {
+        let mut cursor: Option<u64> = None;
+        let mut loaded = 0usize;
+        let mut lanes: HashMap<String, VecDeque<QueuedOp>> = HashMap::new();
+        let mut order: VecDeque<String> = VecDeque::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<Result<String, String>> = JoinSet::new();
+        loop {
+            // Refill the in-memory window from the durable queue.
+            if loaded < self.window {
+                match self.store.queue_scan(&self.target, cursor, self.window - loaded) {
+                    Ok(items) => {
+                        for q in items {
+                            cursor = Some(q.seq);
+                            loaded += 1;
+                            let lane = lanes.entry(q.op.subject.clone()).or_default();
+                            if lane.is_empty() && !busy.contains(&q.op.subject) {
+                                order.push_back(q.op.subject.clone());
+                            }
+                            lane.push_back(q);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(target_name = %self.target, error = %e, "cannot read the queue; pool stops");
+                        break;
+                    }
+                }
+            }
+            // Start the head of every idle lane, up to the lane limit.
+            while busy.len() < self.max_lanes {
+                let Some(subject) = order.pop_front() else { break };
+                let Some(q) = lanes.get(&subject).and_then(|l| l.front()).cloned() else { continue };
+                busy.insert(subject.clone());
+                let (store, exec, stats) = (self.store.clone(), self.exec.clone(), self.stats.clone());
+                tasks.spawn(async move { run_one(store, exec, stats, q).await.map(|()| subject) });
+            }
+            tokio::select! {
+                Some(done) = tasks.join_next() => {
+                    match done {
+                        Ok(Ok(subject)) => {
+                            busy.remove(&subject);
+                            loaded -= 1;
+                            let lane = lanes.get_mut(&subject).expect("lane of a running op");
+                            lane.pop_front();
+                            if lane.is_empty() {
+                                lanes.remove(&subject);
+                            } else {
+                                order.push_back(subject);
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(target_name = %self.target, error = %e, "cannot record an outcome; pool stops");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(target_name = %self.target, error = %e, "worker task failed; pool stops");
+                            break;
+                        }
+                    }
+                }
+                _ = self.wake.notified() => {}
+                // Safety net: re-scan periodically even without a wake-up.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        if !tasks.is_empty() {
+            tracing::info!(target_name = %self.target, in_flight = tasks.len(), "draining in-flight operations");
+            let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+            tasks.abort_all();
+        }
+    }
+}
+
+/// Executes one queued operation and durably records its outcome.
+async fn run_one(store: Arc<dyn Store>, exec: Arc<Executor>, stats: Arc<PoolStats>, q: QueuedOp) -> Result<(), String> {
+    let op = &q.op;
+    let bound = store.binding(&op.target, &op.subject).map_err(|e| e.to_string())?;
+    let report = exec.execute(op, bound).await;
+    let batch = outcome_batch(&q, &report);
+    match &report.outcome {
+        Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
+        Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),
+        Outcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+    };
+    if let Some(e) = &report.error {
+        tracing::warn!(target_name = %op.target, op = %op.id, class = e.class.as_str(), status = ?e.status, error = %e, "operation failed");
+    }
+    store.commit(batch).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The atomic batch that finishes an operation: dequeue + audit (+ binding, + dead letter).
+pub fn outcome_batch(q: &QueuedOp, r: &ExecReport) -> Vec<Mutation> {
+    let op = &q.op;
+    let mut batch = vec![Mutation::Dequeue {
+        target: op.target.clone(),
+        seq: q.seq,
+    }];
+    if r.binding_changed {
+        batch.push(match &r.bound_id {
+            Some(id) => Mutation::Bind {
+                target: op.target.clone(),
+                subject: op.subject.clone(),
+                id: id.clone(),
+            },
+            None => Mutation::Unbind {
+                target: op.target.clone(),
+                subject: op.subject.clone(),
+            },
+        });
+    }
+    if let (Outcome::Failed(class), Some(e)) = (&r.outcome, &r.error) {
+        batch.push(Mutation::DeadLetter(DeadLetter {
+            op: op.clone(),
+            failed_at: Utc::now(),
+            class: *class,
+            status: e.status,
+            scim_type: e.scim_type.clone(),
+            detail: e.detail.clone(),
+            attempts: r.attempts,
+        }));
+    }
+    batch.push(Mutation::Audit(AuditEntry {
+        time: Utc::now(),
+        outcome: r.outcome.as_str().to_owned(),
+        event_id: op.event_id.clone(),
+        subject: op.subject.clone(),
+        target: op.target.clone(),
+        op_id: op.id.clone(),
+        operation: op.kind.as_str().to_owned(),
+        requests: r.requests.clone(),
+        status: r.status,
+        error_class: r.error.as_ref().map(|e| e.class.as_str().to_owned()),
+        scim_type: r.error.as_ref().and_then(|e| e.scim_type.clone()),
+        detail: r.error.as_ref().map(|e| e.detail.clone()),
+        attempts: r.attempts,
+        latency_ms: r.latency.as_millis() as u64,
+        attributes: attribute_names(&op.resource),
+        mapping_version: op.mapping_version.clone(),
+        trace_id: op.traceparent.as_deref().and_then(trace_id),
+    }));
+    batch
+}
+
+/// Names of the attributes an operation sets (values are never audited).
+fn attribute_names(resource: &serde_json::Value) -> Vec<String> {
+    resource
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "schemas")
+        .flat_map(|(k, v)| match v {
+            serde_json::Value::Object(sub) if k.starts_with("urn:") => sub.keys().map(|s| format!("{k}:{s}")).collect(),
+            _ => vec![k.clone()],
+        })
+        .collect()
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.split('-');
+    let (_, id) = (parts.next()?, parts.next()?);
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
