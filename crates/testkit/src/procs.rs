@@ -270,9 +270,10 @@ impl Tansu {
         Ok(())
     }
 
-    /// `tansu topic create --broker tcp://... --partitions N NAME`.
+    /// `tansu topic create --broker tcp://... --partitions N NAME`. Succeeds when the topic
+    /// already exists (e.g. after a durable restart).
     pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
-        run_with_deadline(
+        let r = run_with_deadline(
             Command::new(&self.bin)
                 .args([
                     "topic",
@@ -284,17 +285,31 @@ impl Tansu {
                 .arg(partitions.to_string())
                 .arg(name),
             READY_DEADLINE,
-        )
-        .with_context(|| format!("create topic {name} on {}", self.bootstrap))?;
-        Ok(())
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("already exists") => Ok(()),
+            Err(e) => Err(e.context(format!("create topic {name} on {}", self.bootstrap))),
+        }
     }
 
-    /// Topic names the broker reports (output of `tansu topic list`, parsed leniently).
-    pub fn list_topics_raw(&self) -> anyhow::Result<String> {
-        run_with_deadline(
+    /// Names of the topics the broker has (`tansu topic list`).
+    pub fn list_topics(&self) -> anyhow::Result<Vec<String>> {
+        let out = run_with_deadline(
             Command::new(&self.bin).args(["topic", "list", "--broker", &self.broker_url()]),
             READY_DEADLINE,
-        )
+        )?;
+        let json = out
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('['))
+            .ok_or_else(|| anyhow!("tansu topic list printed no JSON: {out}"))?;
+        let v: Value = serde_json::from_str(json)?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["name"].as_str().map(str::to_string))
+            .collect())
     }
 
     /// Kill the broker (SIGKILL, like a crash) and start it again on the same port and storage.
