@@ -17,7 +17,7 @@
 set -euo pipefail
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib.sh
+# shellcheck source=scripts/lib.sh
 . "$script_dir/lib.sh"
 
 TANSU_VERSION=0.6.0

@@ -653,6 +653,7 @@ async fn throughput() {
         .build()
         .unwrap();
     let dur = Duration::from_secs(3);
+    let cpu0 = process_cpu();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..32 {
@@ -682,5 +683,18 @@ async fn throughput() {
     }
     let rate = total as f64 / start.elapsed().as_secs_f64();
     println!("test server throughput: {rate:.0} req/s (filter lookups, 32 concurrent keep-alive clients, client in-process)");
+    if let (Some(a), Some(b)) = (cpu0, process_cpu()) {
+        let us = (b - a).as_secs_f64() * 1e6 / total as f64;
+        println!("process CPU (server + reqwest client): {us:.1} µs/request => ~{:.0} req/s per fully used core", 1e6 / us);
+    }
     assert!(rate > 1000.0);
+}
+
+/// User + system CPU time of this process (Linux), to judge throughput on a loaded machine.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
