@@ -26,6 +26,11 @@
 //!   atomic batch as the entries that used it, and on open it is recovered as the larger of the stored
 //!   counter and the highest stored key. The audit sequence and the last audit hash are recovered from
 //!   the last audit record.
+//! * **One store per database.** Opening a directory that another [`SledStore`] of this process
+//!   still holds fails. Because sled 0.34 may keep its directory lock after the last handle is
+//!   dropped (epoch-deferred frees), a process keeps every sled database it opened open until it
+//!   exits, and reopening the same directory in the same process reuses it (with a new writer and
+//!   counters recovered from the data). Other processes are kept out by sled's file lock.
 //! * **Reads** are direct sled reads and see every applied batch; [`Store::queue_len`] is an O(1)
 //!   in-memory count, computed by one scan on open and updated by the writer after each flush.
 //!
@@ -43,12 +48,12 @@
 //! | `meta:seq:rejected` | literal | BE: last rejected-input position | any batch with `Reject` |
 //! | `meta:seq:dead_letter` | literal | BE: last dead-letter position | any batch with `DeadLetter` |
 //! | `meta:log_consumed` | literal | BE: highest `upto` ever consumed | `LogConsumed` |
-//! | `subj:` | `subj:{subject}` | [`SubjectState`](scimflow_core::SubjectState) JSON | `PutSubject` |
+//! | `subj:` | `subj:{subject}` | [`SubjectState`] JSON | `PutSubject` |
 //! | `q:` | `q:{target}\0{seq BE}` | [`Operation`](scimflow_core::Operation) JSON | `Enqueue` (insert), `Dequeue` (remove) |
 //! | `bind:` | `bind:{target}\0{subject}` | resource id, UTF-8 | `Bind` (insert), `Unbind` (remove) |
-//! | `audit:` | `audit:{seq BE}`, from 1 | [`AuditRecord`](scimflow_core::AuditRecord) JSON, chained with `AuditRecord::chain` | `Audit` |
-//! | `rej:` | `rej:{seq BE}`, from 1 | [`RejectedEvent`](scimflow_core::RejectedEvent) JSON | `Reject` |
-//! | `dl:` | `dl:{seq BE}`, from 1 | [`DeadLetter`](scimflow_core::store::DeadLetter) JSON | `DeadLetter` |
+//! | `audit:` | `audit:{seq BE}`, from 1 | [`AuditRecord`] JSON, chained with `AuditRecord::chain` | `Audit` |
+//! | `rej:` | `rej:{seq BE}`, from 1 | [`RejectedEvent`] JSON | `Reject` |
+//! | `dl:` | `dl:{seq BE}`, from 1 | [`DeadLetter`] JSON | `DeadLetter` |
 //! | `log:` | `log:{seq BE}`, from 1 | raw event bytes | `LogAppend` (insert), `LogConsumed` (remove `<= upto`) |
 //!
 //! Opening refuses a `meta:layout` other than `1`, a non-empty `v1` tree without `meta:layout`, and a
@@ -57,11 +62,11 @@
 //!
 //! # Conformance
 //!
-//! With the `conformance` feature, [`conformance`] holds the engine-independent behaviour suite that
+//! With the `conformance` feature, `scimflow_store::conformance` holds the engine-independent behaviour suite that
 //! every [`Store`] implementation must pass.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -124,6 +129,11 @@ struct Inner {
     /// `None` once closed.
     tx: RwLock<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Released (after the writer has stopped) when this is dropped.
+    _claim: DbClaim,
+    /// The whole database, for tests that plant foreign data.
+    #[cfg(test)]
+    db: sled::Db,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -158,19 +168,10 @@ impl SledStore {
     /// Opens (or creates) the store in directory `path` and starts its writer thread.
     ///
     /// Fails with [`StoreError::Io`] if sled cannot open the directory (for example because another
-    /// process holds it) and with [`StoreError::Corrupt`] if the data has an unknown layout or
+    /// process holds it, or another [`SledStore`] of this process still has it open) and with [`StoreError::Corrupt`] if the data has an unknown layout or
     /// unreadable counters.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(opts.cache_bytes)
-            .open()
-            .map_err(|e| {
-                io_err(
-                    format_args!("opening the sled store at {}", path.display()),
-                    e,
-                )
-            })?;
+        let (db, claim) = claim_db(path, &opts)?;
         for name in db.tree_names() {
             if &*name != b"__sled__default" && &*name != keys::TREE.as_bytes() {
                 return Err(corrupt(
@@ -246,6 +247,9 @@ impl SledStore {
                 shared,
                 tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
+                _claim: claim,
+                #[cfg(test)]
+                db,
             }),
         })
     }
@@ -284,6 +288,12 @@ impl SledStore {
             .shared
             .fail_next_flush
             .store(true, Ordering::SeqCst);
+    }
+
+    /// Test hook: the underlying sled database.
+    #[cfg(test)]
+    pub(crate) fn raw_db(&self) -> &sled::Db {
+        &self.inner.db
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
@@ -366,6 +376,74 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// sled databases opened by this process, by canonical path.
+///
+/// sled 0.34 does not reliably release a database's directory lock when its last handle is dropped:
+/// part of its state is freed through epoch-deferred destruction that may never run on idle threads,
+/// leaving the lock file open. So a database, once opened, stays open until the process exits, and a
+/// later [`SledStore::open`] of the same path in this process reuses it (after the previous store is
+/// dropped). `in_use` enforces one store, and so one writer, per database.
+static OPEN_DBS: Mutex<BTreeMap<PathBuf, OpenDb>> = Mutex::new(BTreeMap::new());
+
+struct OpenDb {
+    db: sled::Db,
+    in_use: bool,
+}
+
+/// Marks `path` free again in [`OPEN_DBS`] when dropped.
+struct DbClaim(PathBuf);
+
+impl Drop for DbClaim {
+    fn drop(&mut self) {
+        let mut dbs = OPEN_DBS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = dbs.get_mut(&self.0) {
+            entry.in_use = false;
+        }
+    }
+}
+
+/// Opens (or reuses) the sled database at `path` and claims it for one store.
+fn claim_db(path: &Path, opts: &StoreOptions) -> Result<(sled::Db, DbClaim), StoreError> {
+    let failed = |what: &str, e: std::io::Error| {
+        StoreError::Io(format!("{what} {} failed: {e}", path.display()))
+    };
+    std::fs::create_dir_all(path).map_err(|e| failed("creating the store directory", e))?;
+    let canonical =
+        std::fs::canonicalize(path).map_err(|e| failed("resolving the store directory", e))?;
+    let mut dbs = OPEN_DBS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(entry) = dbs.get_mut(&canonical) {
+        if entry.in_use {
+            return Err(StoreError::Io(format!(
+                "the store at {} is already open in this process; close it first",
+                path.display()
+            )));
+        }
+        entry.in_use = true;
+        return Ok((entry.db.clone(), DbClaim(canonical)));
+    }
+    let db = sled::Config::new()
+        .path(&canonical)
+        .cache_capacity(opts.cache_bytes)
+        .open()
+        .map_err(|e| {
+            io_err(
+                format_args!(
+                    "opening the sled store at {} (is another scimflow process using it?)",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+    dbs.insert(
+        canonical.clone(),
+        OpenDb {
+            db: db.clone(),
+            in_use: true,
+        },
+    );
+    Ok((db, DbClaim(canonical)))
 }
 
 /// Reads a BE counter stored under `key`.

@@ -166,15 +166,14 @@ async fn target_names_with_nul_are_refused_without_stopping_the_writer() {
 #[test]
 fn refuses_unknown_layouts() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()));
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("v1")
-            .unwrap()
-            .insert("meta:layout", "7")
-            .unwrap();
-        db.flush().unwrap();
-    }
+    let store = open(dir.path());
+    let db = store.raw_db();
+    db.open_tree("v1")
+        .unwrap()
+        .insert("meta:layout", "7")
+        .unwrap();
+    db.flush().unwrap();
+    drop(store);
     let err = SledStore::open(dir.path(), StoreOptions::default()).unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt { key, reason } if key == "meta:layout" && reason.contains("unknown key layout version `7`")),
@@ -182,22 +181,34 @@ fn refuses_unknown_layouts() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("v2")
-            .unwrap()
-            .insert("meta:layout", "2")
-            .unwrap();
-        db.flush().unwrap();
-    }
+    let store = open(dir.path());
+    let db = store.raw_db();
+    db.open_tree("v2")
+        .unwrap()
+        .insert("meta:layout", "2")
+        .unwrap();
+    db.flush().unwrap();
+    drop(store);
     let err = SledStore::open(dir.path(), StoreOptions::default()).unwrap_err();
     assert!(err.to_string().contains("holds tree `v2`"), "{err}");
 }
 
 #[test]
-fn a_directory_in_use_is_refused() {
+fn a_store_reopens_in_the_same_process_once_dropped() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        drop(open(dir.path()));
+    }
+}
+
+#[test]
+fn a_store_open_in_this_process_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(dir.path());
     let err = SledStore::open(dir.path(), StoreOptions::default()).unwrap_err();
-    assert!(matches!(err, StoreError::Io(_)), "{err}");
+    assert!(
+        matches!(&err, StoreError::Io(m) if m.contains("already open in this process")),
+        "{err}"
+    );
 }
