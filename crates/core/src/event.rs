@@ -39,6 +39,9 @@ pub enum EventOrigin {
     },
     /// An entry of the embedded durable log (fed by the HTTP ingest endpoint or a JSONL reader).
     Embedded { seq: u64 },
+    /// Element `index` of a request to the HTTP ingest endpoint that was rejected before reaching
+    /// the log.
+    HttpIngest { index: usize },
 }
 
 impl std::fmt::Display for EventOrigin {
@@ -50,6 +53,7 @@ impl std::fmt::Display for EventOrigin {
                 offset,
             } => write!(f, "kafka {topic}[{partition}]@{offset}"),
             EventOrigin::Embedded { seq } => write!(f, "embedded log #{seq}"),
+            EventOrigin::HttpIngest { index } => write!(f, "ingest request, event #{index}"),
         }
     }
 }

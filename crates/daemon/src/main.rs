@@ -1,1 +1,86 @@
-fn main() {}
+//! `scimflow` — the daemon and its CLI.
+//!
+//! `run` goes raw → validated → built → spawned → drained: the config is loaded and validated
+//! (every error at once, exit 78), the mapping compiled, the store opened and the pools, sources and
+//! listener built; then everything runs until SIGTERM/SIGINT, and shuts down in dependency order
+//! (sources stop taking input, in-flight work finishes or stays durably queued, the store flushes).
+
+mod embedded;
+mod http;
+mod offline;
+mod pipeline;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scimflow_telemetry::LogFormat;
+
+/// Event-driven SCIM 2.0 provisioning: HR and IdP change events in, SCIM calls out, with proof.
+#[derive(Debug, Parser)]
+#[command(name = "scimflow", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", env = "SCIMFLOW_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// The config file.
+        #[arg(long, short, env = "SCIMFLOW_CONFIG")]
+        config: PathBuf,
+        /// Listen address for the HTTP API (overrides the config's `listen`).
+        #[arg(long, env = "SCIMFLOW_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory of the durable store (overrides the config's `data_dir`).
+        #[arg(long, env = "SCIMFLOW_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a config and its mappings; exit 78 on errors.
+    Check {
+        #[arg(long, short, env = "SCIMFLOW_CONFIG")]
+        config: PathBuf,
+    },
+    /// Inspect the audit log (the daemon must not be running on the same data directory).
+    Audit {
+        #[command(subcommand)]
+        command: offline::AuditCommand,
+    },
+    /// Inspect rejected input events.
+    Rejected {
+        #[command(flatten)]
+        store: offline::StoreArgs,
+    },
+    /// Inspect dead letters (operations that failed for good).
+    Dlq {
+        #[command(flatten)]
+        store: offline::StoreArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    scimflow_telemetry::init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config, listen, data_dir } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("scimflow")
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(run::run(config, listen, data_dir))
+        }
+        Command::Check { config } => run::check(&config),
+        Command::Audit { command } => offline::audit(command),
+        Command::Rejected { store } => offline::rejected(&store),
+        Command::Dlq { store } => offline::dead_letters(&store),
+    }
+}

@@ -1,0 +1,144 @@
+//! The daemon's HTTP listener: the embedded source's ingest endpoint, health and readiness, and a
+//! read-only view of the targets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use scimflow_config::SecretRef;
+use scimflow_core::source::EventSink;
+use scimflow_core::store::Store;
+use scimflow_delivery::PoolHandle;
+use scimflow_store::SledStore;
+
+use crate::embedded::{ingest, rejection_body, IngestError};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SledStore,
+    pub sink: Arc<dyn EventSink>,
+    pub ingest_token: Option<SecretRef>,
+    /// Wakes the embedded-log tailer; `None` when the Kafka source is in use.
+    pub log_wake: Option<Arc<Notify>>,
+    pub pools: BTreeMap<String, PoolHandle>,
+    pub mapping_version: String,
+}
+
+/// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.sink.max_event_bytes().saturating_mul(64).max(1024 * 1024);
+    Router::new()
+        .route("/api/v1/events", post(post_events))
+        .route("/api/v1/targets", get(get_targets))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response {
+    let mut body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.as_u16().to_string(),
+        "detail": detail,
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = json!(t);
+    }
+    (status, [(header::CONTENT_TYPE, "application/scim+json")], body.to_string()).into_response()
+}
+
+/// Constant-time comparison, so response timing does not reveal how much of a token matched.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(headers: &HeaderMap, want: &Option<SecretRef>) -> Result<(), Response> {
+    let Some(r) = want else {
+        return Err(scim_error(
+            StatusCode::FORBIDDEN,
+            None,
+            "the ingest endpoint is disabled: configure ingest.token",
+        ));
+    };
+    let secret = r.resolve().map_err(|e| {
+        tracing::error!(error = %e, "ingest token unavailable");
+        scim_error(StatusCode::SERVICE_UNAVAILABLE, None, "the ingest token is not available")
+    })?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if same(g.as_bytes(), secret.expose().as_bytes()) => Ok(()),
+        _ => Err(scim_error(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token")),
+    }
+}
+
+async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&headers, &st.ingest_token) {
+        return r;
+    }
+    let Some(wake) = &st.log_wake else {
+        return scim_error(
+            StatusCode::CONFLICT,
+            None,
+            "this instance consumes from Kafka; publish events to the configured topic",
+        );
+    };
+    match ingest(&body, &st.store, st.sink.as_ref(), &st.mapping_version).await {
+        Ok(r) => {
+            if !r.accepted.is_empty() {
+                wake.notify_one();
+            }
+            if r.rejected.is_empty() {
+                (StatusCode::ACCEPTED, Json(json!({"accepted": r.accepted.len(), "ids": r.accepted}))).into_response()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/scim+json")],
+                    rejection_body(&r).to_string(),
+                )
+                    .into_response()
+            }
+        }
+        Err(IngestError::Body(m)) => scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &m),
+        Err(e @ IngestError::Store(_)) => {
+            tracing::error!(error = %e, "ingest failed");
+            scim_error(StatusCode::SERVICE_UNAVAILABLE, None, "events could not be stored; retry later")
+        }
+    }
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    if st.store.healthy() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let why = st.store.last_error().unwrap_or_else(|| "store stopped".into());
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
+    }
+}
+
+async fn get_targets(State(st): State<AppState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = Vec::new();
+    for (name, p) in &st.pools {
+        out.push(json!({
+            "name": name,
+            "queue_depth": st.store.queue_len(name).unwrap_or(0),
+            "applied": p.stats.applied.load(Relaxed),
+            "noop": p.stats.noop.load(Relaxed),
+            "failed": p.stats.failed.load(Relaxed),
+        }));
+    }
+    Json(json!({"targets": out})).into_response()
+}

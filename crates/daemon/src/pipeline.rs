@@ -1,0 +1,190 @@
+//! The pipeline stage between sources and delivery: stale/duplicate checks, planning, and the atomic
+//! durable record of everything an event causes (new subject state + queued operations + audit).
+//!
+//! `accept` is called in source order. The ordering-sensitive part (reading the subject's prior state,
+//! planning, submitting the batch to the store's single writer) happens synchronously inside the call;
+//! only the wait for durability is deferred. Subject states submitted but not yet durable are kept in
+//! an in-memory overlay, so back-to-back events for one person see each other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use chrono::Utc;
+
+use scimflow_core::plan::Planner;
+use scimflow_core::source::{EventSink, Rejection};
+use scimflow_core::store::{BoxFuture, Mutation, Store, StoreError};
+use scimflow_core::{AuditEntry, Event, EventOrigin, RejectedEvent, SubjectState};
+use scimflow_delivery::PoolHandle;
+
+/// The event sink shared by all sources.
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    planner: RwLock<Arc<dyn Planner>>,
+    pools: HashMap<String, PoolHandle>,
+    pending: Arc<Mutex<HashMap<String, SubjectState>>>,
+    max_event_bytes: usize,
+}
+
+impl Pipeline {
+    pub fn new(
+        store: Arc<dyn Store>,
+        planner: Arc<dyn Planner>,
+        pools: HashMap<String, PoolHandle>,
+        max_event_bytes: usize,
+    ) -> Self {
+        Pipeline {
+            store,
+            planner: RwLock::new(planner),
+            pools,
+            pending: Arc::default(),
+            max_event_bytes,
+        }
+    }
+
+    fn planner(&self) -> Arc<dyn Planner> {
+        self.planner.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn prior(&self, subject: &str) -> Result<Option<SubjectState>, StoreError> {
+        if let Some(s) = self.pending.lock().unwrap_or_else(PoisonError::into_inner).get(subject) {
+            return Ok(Some(s.clone()));
+        }
+        self.store.subject(subject)
+    }
+
+    fn event_batch(&self, event: &Event) -> Result<(Vec<Mutation>, Vec<String>, Option<SubjectState>), StoreError> {
+        let planner = self.planner();
+        let prior = self.prior(&event.subject)?;
+        if let Some(why) = prior.as_ref().and_then(|p| p.staleness(event)) {
+            let outcome = match why {
+                scimflow_core::Staleness::Duplicate => "duplicate",
+                scimflow_core::Staleness::Older => "stale",
+            };
+            tracing::debug!(event_id = %event.id, outcome, "event skipped");
+            return Ok((vec![Mutation::Audit(event_audit(event, outcome, None, planner.version()))], Vec::new(), None));
+        }
+        let plan = planner.plan(event, prior.as_ref());
+        let state = SubjectState::advance(prior.as_ref(), event);
+        let mut batch = vec![Mutation::PutSubject(state.clone())];
+        let mut woken = Vec::new();
+        for op in plan.ops {
+            woken.push(op.target.clone());
+            batch.push(Mutation::Enqueue(op));
+        }
+        for err in plan.errors {
+            tracing::warn!(event_id = %event.id, target_name = %err.target, error = %err, "mapping failed for this event and target");
+            let mut entry = event_audit(event, "plan_error", Some(err.to_string()), planner.version());
+            entry.target = err.target.clone();
+            batch.push(Mutation::Audit(entry));
+        }
+        Ok((batch, woken, Some(state)))
+    }
+}
+
+fn event_audit(event: &Event, outcome: &str, detail: Option<String>, version: &str) -> AuditEntry {
+    AuditEntry {
+        time: Utc::now(),
+        outcome: outcome.to_owned(),
+        event_id: event.id.clone(),
+        subject: event.subject.clone(),
+        target: String::new(),
+        op_id: String::new(),
+        operation: event.kind.clone(),
+        requests: Vec::new(),
+        status: None,
+        error_class: None,
+        scim_type: None,
+        detail,
+        attempts: 0,
+        latency_ms: 0,
+        attributes: Vec::new(),
+        mapping_version: version.to_owned(),
+        trace_id: event.traceparent.as_deref().and_then(scimflow_delivery::pool::trace_id),
+    }
+}
+
+/// The batch that keeps a rejected input.
+pub fn rejection_batch(origin: EventOrigin, rej: Rejection, version: &str) -> Vec<Mutation> {
+    let audit = AuditEntry {
+        time: Utc::now(),
+        outcome: "rejected".into(),
+        event_id: rej.event_id.clone().unwrap_or_default(),
+        subject: String::new(),
+        target: String::new(),
+        op_id: String::new(),
+        operation: String::new(),
+        requests: Vec::new(),
+        status: None,
+        error_class: None,
+        scim_type: None,
+        detail: Some(format!("{origin}: {}", rej.reason)),
+        attempts: 0,
+        latency_ms: 0,
+        attributes: Vec::new(),
+        mapping_version: version.to_owned(),
+        trace_id: None,
+    };
+    vec![
+        Mutation::Reject(RejectedEvent {
+            at: Utc::now(),
+            origin,
+            event_id: rej.event_id,
+            reason: rej.reason,
+            excerpt: rej.excerpt,
+        }),
+        Mutation::Audit(audit),
+    ]
+}
+
+impl EventSink for Pipeline {
+    fn accepts_type(&self, kind: &str) -> bool {
+        self.planner().accepts_type(kind)
+    }
+
+    fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    fn accept(
+        &self,
+        origin: EventOrigin,
+        input: Result<Event, Rejection>,
+        extra: Vec<Mutation>,
+    ) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (mut batch, woken, state) = match input {
+            Ok(event) => match self.event_batch(&event) {
+                Ok(x) => x,
+                Err(e) => return Box::pin(async move { Err(e) }),
+            },
+            Err(rej) => {
+                tracing::warn!(%origin, event_id = ?rej.event_id, reason = %rej.reason, "event rejected");
+                (rejection_batch(origin, rej, self.planner().version()), Vec::new(), None)
+            }
+        };
+        batch.extend(extra);
+        if let Some(s) = &state {
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(s.subject.clone(), s.clone());
+        }
+        let durable = self.store.commit(batch);
+        let pending = self.pending.clone();
+        let pools: Vec<PoolHandle> = woken.iter().filter_map(|t| self.pools.get(t).cloned()).collect();
+        Box::pin(async move {
+            let r = durable.await;
+            if let Some(s) = state {
+                let mut p = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                if p.get(&s.subject).is_some_and(|cur| cur.last_event_id == s.last_event_id) {
+                    p.remove(&s.subject);
+                }
+            }
+            r?;
+            for p in pools {
+                p.wake();
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! `scimflow run` and `scimflow check`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use scimflow_config::{Config, Diagnostics, EXIT_CONFIG};
+use scimflow_core::plan::Planner;
+use scimflow_core::source::EventSink;
+use scimflow_core::store::Store;
+use scimflow_delivery::{Executor, PoolHandle, TargetPool};
+use scimflow_mapping::Mapping;
+use scimflow_store::{SledStore, StoreOptions};
+
+use crate::http::{router, AppState};
+use crate::pipeline::Pipeline;
+
+/// How long in-flight operations may take to finish at shutdown before they are left queued.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// The default listen address of the HTTP API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+fn load(path: &Path) -> Result<(Config, Mapping), Diagnostics> {
+    let config = scimflow_config::load(path)?;
+    let mapping = scimflow_mapping::compile(&config)?;
+    Ok((config, mapping))
+}
+
+/// `scimflow check`.
+pub fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok((config, mapping)) => {
+            println!(
+                "{}: ok — {} target(s), source: {}, mapping version {}",
+                path.display(),
+                config.targets.len(),
+                if config.kafka.is_some() { "kafka" } else { "embedded" },
+                mapping.version()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(d) => {
+            eprintln!("{d}");
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
+    }
+}
+
+/// `scimflow run`.
+pub async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<PathBuf>) -> ExitCode {
+    // Validated.
+    let (config, mapping) = match load(&path) {
+        Ok(x) => x,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    // Built.
+    match build_and_run(config, mapping, listen, data_dir).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "scimflow stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn build_and_run(
+    config: Config,
+    mapping: Mapping,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let data_dir = data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let sled = SledStore::open(&data_dir, StoreOptions::default())
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(sled.clone());
+
+    let shutdown = CancellationToken::new();
+    let mut pools = HashMap::new();
+    let mut pool_tasks = Vec::new();
+    let pool_shutdown = CancellationToken::new();
+    for t in &config.targets {
+        let exec = Executor::new(t).with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?;
+        let pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
+        pools.insert(t.name.clone(), pool.handle());
+        pool_tasks.push(tokio::spawn(pool.run(pool_shutdown.clone(), DRAIN)));
+    }
+    let version = mapping.version().to_owned();
+    let planner: Arc<dyn Planner> = Arc::new(mapping);
+    let pipeline = Arc::new(Pipeline::new(store.clone(), planner, pools.clone(), config.ingest.max_event_bytes));
+    let sink: Arc<dyn EventSink> = pipeline;
+
+    // Spawned: the source.
+    let log_wake = Arc::new(Notify::new());
+    let source_shutdown = CancellationToken::new();
+    let source = match &config.kafka {
+        Some(k) => {
+            let src = scimflow_kafka::KafkaSource::build(k).context("cannot create the Kafka consumer")?;
+            tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
+            let (sink, stop, fail) = (sink.clone(), source_shutdown.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let r = src.run(sink, stop).await.map_err(anyhow::Error::from);
+                if r.is_err() {
+                    fail.cancel();
+                }
+                r
+            })
+        }
+        None => {
+            tracing::info!("using the embedded source (no kafka configured)");
+            let (store, sink, wake, stop, fail) =
+                (store.clone(), sink.clone(), log_wake.clone(), source_shutdown.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let r = crate::embedded::tail(store, sink, wake, stop).await.map_err(anyhow::Error::from);
+                if r.is_err() {
+                    fail.cancel();
+                }
+                r
+            })
+        }
+    };
+
+    // Spawned: the HTTP listener.
+    let addr = listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let state = AppState {
+        store: sled.clone(),
+        sink: sink.clone(),
+        ingest_token: config.ingest.token.clone(),
+        log_wake: config.kafka.is_none().then(|| log_wake.clone()),
+        pools: pools.iter().map(|(k, v): (&String, &PoolHandle)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+        mapping_version: version.clone(),
+    };
+    let http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+    tracing::info!(
+        listen = %format!("http://{local}"),
+        ingest = %format!("http://{local}/api/v1/events"),
+        data_dir = %data_dir.display(),
+        targets = config.targets.len(),
+        mapping_version = %version,
+        "scimflow started"
+    );
+    // Machine-readable line for scripts and tests that start the daemon on port 0.
+    println!("scimflow listening on http://{local}");
+
+    // Wait for a signal (or a fatal error).
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown.cancelled() => tracing::error!("a fatal error stopped intake; shutting down"),
+    }
+
+    // Drained, in dependency order: stop intake, let delivery finish or keep work queued, flush.
+    source_shutdown.cancel();
+    shutdown.cancel();
+    let source_result = source.await.unwrap_or_else(|e| Err(anyhow::anyhow!("source task failed: {e}")));
+    pool_shutdown.cancel();
+    for t in pool_tasks {
+        let _ = t.await;
+    }
+    let _ = http.await;
+    sled.close();
+    tracing::info!("stopped");
+    source_result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
