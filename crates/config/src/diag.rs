@@ -43,7 +43,10 @@ impl Diagnostic {
     pub(crate) fn from_yaml(file: &str, e: &serde_saphyr::Error) -> Self {
         let message = e.without_snippet().to_string();
         // The message may end with a location suffix of its own; keep the first line only.
-        let message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        let mut message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
         match e.location() {
             Some(loc) => Diagnostic::at(file, loc, message),
             None => Diagnostic::file_level(file, message),

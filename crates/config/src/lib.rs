@@ -44,6 +44,10 @@ pub fn load_str(
 ) -> Result<Config, Diagnostics> {
     let mut diags = Vec::new();
     let interpolated = interpolate::interpolate(text, file, env, &mut diags);
+    if !diags.is_empty() {
+        // Unset variables are the root cause; what they would break downstream is noise.
+        return Err(Diagnostics(diags));
+    }
     let raw: RawConfig = match serde_saphyr::from_str(&interpolated) {
         Ok(raw) => raw,
         Err(e) => {

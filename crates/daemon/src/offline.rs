@@ -61,16 +61,24 @@ fn fail(msg: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Prints every item as a JSON line; stops quietly when stdout is closed (e.g. piped into `head`).
 fn print_all<T: serde::Serialize>(mut page: impl FnMut(Option<u64>) -> Result<Vec<(u64, T)>, String>) -> Result<u64, String> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after = None;
     let mut n = 0;
     loop {
         let items = page(after)?;
         if items.is_empty() {
+            let _ = out.flush();
             return Ok(n);
         }
         for (pos, item) in items {
-            println!("{}", serde_json::to_string(&item).expect("serializes"));
+            let line = serde_json::to_string(&item).expect("serializes");
+            if writeln!(out, "{line}").is_err() {
+                return Ok(n);
+            }
             after = Some(pos);
             n += 1;
         }
