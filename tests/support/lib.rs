@@ -14,7 +14,10 @@ pub use scimflow_testkit::procs::{Scim2Server, Tansu};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 /// The `scimflow` binary: `$SCIMFLOW_BIN`, else the one next to this test binary's target dir.
@@ -48,7 +51,10 @@ impl Daemon {
     /// waits for its "listening" line.
     pub fn start(config: &Path, data_dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Daemon> {
         let stderr_log = data_dir.with_extension(format!("{}.log", std::process::id()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)?;
         let mut cmd = Command::new(scimflow_bin());
         cmd.arg("run")
             .arg("--config")
@@ -75,7 +81,12 @@ impl Daemon {
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => Ok(Daemon { child, url, data_dir: data_dir.to_owned(), stderr_log }),
+            Ok(url) => Ok(Daemon {
+                child,
+                url,
+                data_dir: data_dir.to_owned(),
+                stderr_log,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
@@ -92,15 +103,25 @@ impl Daemon {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> anyhow::Result<()> {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = self.child.try_wait()? {
-                anyhow::ensure!(s.success(), "scimflow exited with {s}; log:\n{}", self.log());
+                anyhow::ensure!(
+                    s.success(),
+                    "scimflow exited with {s}; log:\n{}",
+                    self.log()
+                );
                 return Ok(());
             }
-            anyhow::ensure!(Instant::now() < deadline, "scimflow did not stop within 30 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "scimflow did not stop within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -112,7 +133,10 @@ impl Daemon {
 
     /// `GET /api/v1/targets` → name → stats.
     pub async fn targets(&self) -> anyhow::Result<HashMap<String, Value>> {
-        let v: Value = reqwest::get(format!("{}/api/v1/targets", self.url)).await?.json().await?;
+        let v: Value = reqwest::get(format!("{}/api/v1/targets", self.url))
+            .await?
+            .json()
+            .await?;
         Ok(v["targets"]
             .as_array()
             .into_iter()
@@ -131,7 +155,11 @@ impl Drop for Daemon {
 
 /// Runs an offline `scimflow` subcommand (e.g. `audit export`) on a data directory; returns stdout.
 pub fn scimflow_offline(args: &[&str], data_dir: &Path) -> anyhow::Result<String> {
-    let out = Command::new(scimflow_bin()).args(args).arg("--data-dir").arg(data_dir).output()?;
+    let out = Command::new(scimflow_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()?;
     anyhow::ensure!(
         out.status.success(),
         "scimflow {args:?} failed: {}",
@@ -142,7 +170,10 @@ pub fn scimflow_offline(args: &[&str], data_dir: &Path) -> anyhow::Result<String
 
 /// JSON lines → values.
 pub fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json line")).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 /// One person's expected final state.
@@ -168,7 +199,9 @@ pub struct Scenario {
 impl Scenario {
     pub fn hr(people: usize, total_events: usize, seed: u64) -> Scenario {
         assert!(total_events >= people * 2 && total_events <= people * 4);
-        let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut rng = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let mut next = || {
             rng ^= rng << 13;
             rng ^= rng >> 7;
@@ -186,7 +219,13 @@ impl Scenario {
             }
         }
         let depts = ["Engineering", "Research", "Sales", "Finance", "Support"];
-        let titles = ["Engineer", "Senior Engineer", "Manager", "Analyst", "Director"];
+        let titles = [
+            "Engineer",
+            "Senior Engineer",
+            "Manager",
+            "Analyst",
+            "Director",
+        ];
         let mut per_person: Vec<Vec<Value>> = Vec::new();
         let mut expected = BTreeMap::new();
         let mut n = 0;
@@ -265,14 +304,31 @@ pub fn diff_users(users: &[Value], expected: &BTreeMap<String, Person>) -> Vec<S
         let checks = [
             ("userName", u["userName"].clone(), json!(p.email)),
             ("active", u["active"].clone(), json!(p.active)),
-            ("name.givenName", u["name"]["givenName"].clone(), json!(p.first)),
-            ("name.familyName", u["name"]["familyName"].clone(), json!(p.last)),
-            ("displayName", u["displayName"].clone(), json!(format!("{} {}", p.first, p.last))),
+            (
+                "name.givenName",
+                u["name"]["givenName"].clone(),
+                json!(p.first),
+            ),
+            (
+                "name.familyName",
+                u["name"]["familyName"].clone(),
+                json!(p.last),
+            ),
+            (
+                "displayName",
+                u["displayName"].clone(),
+                json!(format!("{} {}", p.first, p.last)),
+            ),
             ("title", u["title"].clone(), json!(p.title)),
-            ("emails[0].value", u["emails"][0]["value"].clone(), json!(p.email)),
+            (
+                "emails[0].value",
+                u["emails"][0]["value"].clone(),
+                json!(p.email),
+            ),
             (
                 "department",
-                u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"].clone(),
+                u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"]
+                    .clone(),
                 json!(p.department),
             ),
         ];
@@ -306,7 +362,11 @@ pub async fn wait_for_end_state(
     loop {
         let users = scim.list_users().await?;
         let problems = diff_users(&users, expected);
-        let idle = daemon.targets().await?.values().all(|t| t["queue_depth"] == 0);
+        let idle = daemon
+            .targets()
+            .await?
+            .values()
+            .all(|t| t["queue_depth"] == 0);
         if problems.is_empty() && idle {
             return Ok(users);
         }

@@ -43,7 +43,12 @@ impl Diagnostic {
     pub(crate) fn from_yaml(file: &str, e: &serde_saphyr::Error) -> Self {
         let message = e.without_snippet().to_string();
         // The message may end with a location suffix of its own; keep the first line only.
-        let mut message = message.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        let mut message = message
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_owned();
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
@@ -57,7 +62,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: error: {}", self.file, self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file, self.line, self.column, self.message
+            )?;
         } else {
             write!(f, "{}: error: {}", self.file, self.message)?;
         }

@@ -38,8 +38,8 @@ pub(crate) fn interpolate(
                 Some((n, d)) => (n, Some(d)),
                 None => (body, None),
             };
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 diags.push(Diagnostic {
                     file: file.to_owned(),
@@ -78,7 +78,12 @@ mod tests {
     fn substitutes_and_reports() {
         let env = |k: &str| (k == "A").then(|| "x".to_owned());
         let mut d = Vec::new();
-        let s = interpolate("a: ${A}\nb: ${B:-def}\nc: $$5 ${C}\n# ${IGNORED}\n", "f", &env, &mut d);
+        let s = interpolate(
+            "a: ${A}\nb: ${B:-def}\nc: $$5 ${C}\n# ${IGNORED}\n",
+            "f",
+            &env,
+            &mut d,
+        );
         assert_eq!(s, "a: x\nb: def\nc: $5 \n# ${IGNORED}\n");
         assert_eq!(d.len(), 1);
         assert_eq!((d[0].line, d[0].column), (3, 8));

@@ -126,9 +126,18 @@ targets:
         let text = e.to_string();
         assert!(!text.contains("s3cr3t-value"), "{text}");
         assert_eq!(e.0.len(), 3, "{text}");
-        assert!(text.contains("c.yaml:7:15: error: target `demo`: base_url must use https"), "{text}");
-        assert!(text.contains("c.yaml:9:34: error: `auth.token` holds a literal secret"), "{text}");
-        assert!(text.contains("c.yaml:12:29: error: unknown lifecycle action `obliterate`"), "{text}");
+        assert!(
+            text.contains("c.yaml:7:15: error: target `demo`: base_url must use https"),
+            "{text}"
+        );
+        assert!(
+            text.contains("c.yaml:9:34: error: `auth.token` holds a literal secret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("c.yaml:12:29: error: unknown lifecycle action `obliterate`"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -138,6 +147,10 @@ targets:
         assert_eq!(e.0[0].line, 2, "{e}");
         assert!(e.0[0].message.contains("lisen"), "{e}");
         let e = load_str(GOOD, "c.yaml", &|_| None).unwrap_err();
-        assert!(e.to_string().contains("c.yaml:7:15: error: environment variable `BASE` is not set"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("c.yaml:7:15: error: environment variable `BASE` is not set"),
+            "{e}"
+        );
     }
 }

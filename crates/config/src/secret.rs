@@ -33,7 +33,10 @@ pub enum SecretError {
     #[error("secret {0} is not set (environment variable missing or empty)")]
     EnvMissing(SecretRef),
     #[error("secret {reference} cannot be read: {reason}")]
-    File { reference: SecretRef, reason: String },
+    File {
+        reference: SecretRef,
+        reason: String,
+    },
     #[error("secret {0} is empty")]
     Empty(SecretRef),
 }

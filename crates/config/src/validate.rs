@@ -13,24 +13,36 @@ pub fn validate(raw: RawConfig, file: &str, version: String) -> Result<Config, D
     let mut d = Vec::new();
     if raw.version.value != 1 {
         d.push(
-            Diagnostic::at(file, raw.version.referenced, format!("unsupported config version {}", raw.version.value))
-                .with_hint("this scimflow reads `version: 1`"),
+            Diagnostic::at(
+                file,
+                raw.version.referenced,
+                format!("unsupported config version {}", raw.version.value),
+            )
+            .with_hint("this scimflow reads `version: 1`"),
         );
     }
     let listen = raw.listen.as_ref().and_then(|l| match l.value.parse() {
         Ok(a) => Some(a),
         Err(_) => {
             d.push(
-                Diagnostic::at(file, l.referenced, format!("`{}` is not a socket address", l.value))
-                    .with_hint("write host:port, e.g. 127.0.0.1:8080"),
+                Diagnostic::at(
+                    file,
+                    l.referenced,
+                    format!("`{}` is not a socket address", l.value),
+                )
+                .with_hint("write host:port, e.g. 127.0.0.1:8080"),
             );
             None
         }
     });
     let ingest = match raw.ingest {
         Some(i) => IngestConfig {
-            token: i.token.and_then(|t| secret(file, "ingest.token", &t, &mut d)),
-            max_event_bytes: i.max_event_bytes.unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
+            token: i
+                .token
+                .and_then(|t| secret(file, "ingest.token", &t, &mut d)),
+            max_event_bytes: i
+                .max_event_bytes
+                .unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
         },
         None => IngestConfig {
             token: None,
@@ -39,10 +51,18 @@ pub fn validate(raw: RawConfig, file: &str, version: String) -> Result<Config, D
     };
     let kafka = raw.kafka.map(|k| {
         if k.brokers.value.trim().is_empty() {
-            d.push(Diagnostic::at(file, k.brokers.referenced, "kafka.brokers is empty"));
+            d.push(Diagnostic::at(
+                file,
+                k.brokers.referenced,
+                "kafka.brokers is empty",
+            ));
         }
         if k.topics.is_empty() {
-            d.push(Diagnostic::at(file, k.brokers.referenced, "kafka.topics names no topic"));
+            d.push(Diagnostic::at(
+                file,
+                k.brokers.referenced,
+                "kafka.topics names no topic",
+            ));
         }
         for t in &k.topics {
             if t.value.trim().is_empty() {
@@ -94,8 +114,12 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
     {
         d.push(
-            Diagnostic::at(file, t.base_url.referenced, format!("target name `{name}` is not allowed"))
-                .with_hint("use lowercase letters, digits, `-` and `_`"),
+            Diagnostic::at(
+                file,
+                t.base_url.referenced,
+                format!("target name `{name}` is not allowed"),
+            )
+            .with_hint("use lowercase letters, digits, `-` and `_`"),
         );
     }
     let base_url = t.base_url.value.trim_end_matches('/').to_owned();
@@ -103,8 +127,12 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
         Ok(u) if u.scheme() == "https" => {}
         Ok(u) if u.scheme() == "http" && t.allow_http => {}
         Ok(u) if u.scheme() == "http" => d.push(
-            Diagnostic::at(file, t.base_url.referenced, format!("target `{name}`: base_url must use https"))
-                .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
+            Diagnostic::at(
+                file,
+                t.base_url.referenced,
+                format!("target `{name}`: base_url must use https"),
+            )
+            .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
         ),
         Ok(u) => d.push(Diagnostic::at(
             file,
@@ -121,19 +149,28 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
         None => TargetAuth::None,
         Some(a) => match a.kind.value.as_str() {
             "bearer" => match a.token {
-                Some(tok) => secret(file, "auth.token", &tok, d).map(TargetAuth::Bearer).unwrap_or(TargetAuth::None),
+                Some(tok) => secret(file, "auth.token", &tok, d)
+                    .map(TargetAuth::Bearer)
+                    .unwrap_or(TargetAuth::None),
                 None => {
-                    d.push(Diagnostic::at(file, a.kind.referenced, "bearer auth needs a `token`").with_hint(
-                        "token: { env: NAME } or token: { file: /run/secrets/NAME }",
-                    ));
+                    d.push(
+                        Diagnostic::at(file, a.kind.referenced, "bearer auth needs a `token`")
+                            .with_hint(
+                                "token: { env: NAME } or token: { file: /run/secrets/NAME }",
+                            ),
+                    );
                     TargetAuth::None
                 }
             },
             "none" => TargetAuth::None,
             other => {
                 d.push(
-                    Diagnostic::at(file, a.kind.referenced, format!("unknown auth type `{other}`"))
-                        .with_hint("supported: bearer, none"),
+                    Diagnostic::at(
+                        file,
+                        a.kind.referenced,
+                        format!("unknown auth type `{other}`"),
+                    )
+                    .with_hint("supported: bearer, none"),
                 );
                 TargetAuth::None
             }
@@ -161,8 +198,12 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
                     Some(a.value)
                 } else {
                     d.push(
-                        Diagnostic::at(file, a.referenced, format!("cannot match accounts by `{}`", a.value))
-                            .with_hint("supported matching attributes: externalId, userName"),
+                        Diagnostic::at(
+                            file,
+                            a.referenced,
+                            format!("cannot match accounts by `{}`", a.value),
+                        )
+                        .with_hint("supported matching attributes: externalId, userName"),
                     );
                     None
                 }
@@ -172,7 +213,9 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
     };
     let mut user = Vec::new();
     for (path, expr) in t.user {
-        let Spanned { value, referenced, .. } = expr;
+        let Spanned {
+            value, referenced, ..
+        } = expr;
         let (text, literal) = match value {
             serde_json::Value::String(s) => (s, None),
             other => (other.to_string(), Some(other)),
@@ -188,8 +231,13 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
     for m in &matching {
         if !user.iter().any(|u| &u.path == m) {
             d.push(
-                Diagnostic::file_level(file, format!("target `{name}` matches by `{m}` but its `user:` mapping does not set it"))
-                    .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
+                Diagnostic::file_level(
+                    file,
+                    format!(
+                        "target `{name}` matches by `{m}` but its `user:` mapping does not set it"
+                    ),
+                )
+                .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
             );
         }
     }
@@ -261,4 +309,3 @@ fn secret(
         }
     }
 }
-

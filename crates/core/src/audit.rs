@@ -96,10 +96,9 @@ pub fn verify_chain<'a>(
     first_seq: u64,
     prev_hash: &str,
 ) -> Result<u64, ChainBreak> {
-    let mut expect_seq = first_seq;
     let mut prev = prev_hash.to_owned();
     let mut n = 0;
-    for r in records {
+    for (expect_seq, r) in (first_seq..).zip(records) {
         if r.seq != expect_seq {
             return Err(ChainBreak {
                 seq: expect_seq,
@@ -123,7 +122,6 @@ pub fn verify_chain<'a>(
             });
         }
         prev = r.hash.clone();
-        expect_seq += 1;
         n += 1;
     }
     Ok(n)

@@ -134,7 +134,12 @@ fn finish(
     traceparent: Option<String>,
     opts: &DecodeOptions<'_>,
 ) -> Result<Event, DecodeError> {
-    for (attr, val) in [("id", &id), ("source", &source), ("type", &kind), ("subject", &subject)] {
+    for (attr, val) in [
+        ("id", &id),
+        ("source", &source),
+        ("type", &kind),
+        ("subject", &subject),
+    ] {
         if val.trim().is_empty() {
             return Err(DecodeError::Invalid {
                 attr,
@@ -208,7 +213,12 @@ pub fn decode_binary<'h>(
 
 /// Whether a content type is JSON (`application/json`, `application/cloudevents+json`, `…+json`).
 pub fn is_json_content_type(ct: &str) -> bool {
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     base == "application/json" || base.ends_with("+json") || base == "text/json"
 }
 
@@ -228,7 +238,10 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-fn take_opt_str(obj: &mut Map<String, Value>, attr: &'static str) -> Result<Option<String>, DecodeError> {
+fn take_opt_str(
+    obj: &mut Map<String, Value>,
+    attr: &'static str,
+) -> Result<Option<String>, DecodeError> {
     match obj.remove(attr) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -269,7 +282,10 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let o = opts();
-        assert!(matches!(decode_structured(b"nope", &o, None), Err(DecodeError::NotJson(_))));
+        assert!(matches!(
+            decode_structured(b"nope", &o, None),
+            Err(DecodeError::NotJson(_))
+        ));
         assert_eq!(
             decode_structured(b"[1]", &o, None),
             Err(DecodeError::NotAnObject("an array"))
@@ -280,7 +296,9 @@ mod tests {
             Err(DecodeError::Missing("subject"))
         );
         assert_eq!(
-            decode_structured(no_subject.as_bytes(), &o, Some("K1")).unwrap().subject,
+            decode_structured(no_subject.as_bytes(), &o, Some("K1"))
+                .unwrap()
+                .subject,
             "K1"
         );
         let unknown = GOOD.replace("hr.worker.hired", "hr.other.teleported");
@@ -291,7 +309,10 @@ mod tests {
         let big = vec![b' '; 2000];
         assert!(matches!(
             decode_structured(&big, &o, None),
-            Err(DecodeError::TooLarge { size: 2000, max: 1024 })
+            Err(DecodeError::TooLarge {
+                size: 2000,
+                max: 1024
+            })
         ));
         let bad_time = GOOD.replace("2026-01-01T10:00:00Z", "yesterday");
         assert!(matches!(
@@ -308,7 +329,10 @@ mod tests {
             ("ce_source", b"hr"),
             ("ce_type", b"hr.worker.updated"),
             ("content-type", b"application/json"),
-            ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (
+                "traceparent",
+                b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
         ];
         let e = decode_binary(headers, br#"{"x":1}"#, &opts(), Some("E9")).unwrap();
         assert_eq!(e.subject, "E9");

@@ -2,8 +2,9 @@
 
 use crate::{Event, Operation, SubjectState};
 
-/// A mapping failure for one event on one target. The event goes to the dead-letter store for that
-/// target; other targets and other events are unaffected.
+/// A mapping failure for one event on one target. It is recorded in the audit log (outcome
+/// `plan_error`, with this message); other targets and other events are unaffected. (Keeping such
+/// events in the dead-letter store for redrive arrives with the full mapping language.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("target `{target}`: {reason} (in `{expression}`)")]
 pub struct PlanError {

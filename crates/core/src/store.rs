@@ -10,7 +10,9 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent, SubjectState};
+use crate::{
+    AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent, SubjectState,
+};
 
 /// A boxed, sendable future (keeps the port object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -83,7 +85,8 @@ pub enum StoreError {
 /// Everything scimflow keeps on disk.
 pub trait Store: Send + Sync + 'static {
     /// Applies `batch` atomically and resolves once it is durable.
-    fn commit(&self, batch: Vec<Mutation>) -> BoxFuture<'static, Result<CommitReceipt, StoreError>>;
+    fn commit(&self, batch: Vec<Mutation>)
+        -> BoxFuture<'static, Result<CommitReceipt, StoreError>>;
 
     /// The latest state of `subject`.
     fn subject(&self, subject: &str) -> Result<Option<SubjectState>, StoreError>;
@@ -103,7 +106,8 @@ pub trait Store: Send + Sync + 'static {
     fn queue_len(&self, target: &str) -> Result<u64, StoreError>;
 
     /// Up to `limit` unconsumed embedded-log entries after `after`.
-    fn log_scan(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    fn log_scan(&self, after: Option<u64>, limit: usize)
+        -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
     /// The last consumed embedded-log sequence number.
     fn log_consumed(&self) -> Result<Option<u64>, StoreError>;

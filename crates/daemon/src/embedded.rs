@@ -32,7 +32,8 @@ pub async fn ingest(
     mapping_version: &str,
 ) -> Result<IngestResult, IngestError> {
     let max = sink.max_event_bytes();
-    let parsed: Value = serde_json::from_slice(body).map_err(|e| IngestError::Body(format!("request body is not valid JSON: {e}")))?;
+    let parsed: Value = serde_json::from_slice(body)
+        .map_err(|e| IngestError::Body(format!("request body is not valid JSON: {e}")))?;
     let items = match parsed {
         Value::Array(a) => a,
         other => vec![other],
@@ -41,14 +42,23 @@ pub async fn ingest(
         return Err(IngestError::Body("request body is an empty array".into()));
     }
     let accepts = |t: &str| sink.accepts_type(t);
-    let opts = DecodeOptions { max_bytes: max, accepts_type: &accepts };
+    let opts = DecodeOptions {
+        max_bytes: max,
+        accepts_type: &accepts,
+    };
     let mut batch = Vec::new();
-    let mut result = IngestResult { accepted: Vec::new(), rejected: Vec::new() };
+    let mut result = IngestResult {
+        accepted: Vec::new(),
+        rejected: Vec::new(),
+    };
     for (index, item) in items.into_iter().enumerate() {
         let raw = serde_json::to_vec(&item).expect("json values serialize");
         let id = scimflow_core::decode::event_id_of(&item);
         let checked = if raw.len() > max {
-            Err(format!("event is {} bytes, over the {max}-byte limit", raw.len()))
+            Err(format!(
+                "event is {} bytes, over the {max}-byte limit",
+                raw.len()
+            ))
         } else {
             decode_value(item, &opts, None).map_err(|e| e.to_string())
         };
@@ -59,7 +69,11 @@ pub async fn ingest(
             }
             Err(reason) => {
                 let origin = EventOrigin::HttpIngest { index };
-                batch.extend(rejection_batch(origin, Rejection::new(id.clone(), reason.clone(), &raw), mapping_version));
+                batch.extend(rejection_batch(
+                    origin,
+                    Rejection::new(id.clone(), reason.clone(), &raw),
+                    mapping_version,
+                ));
                 result.rejected.push((index, id, reason));
             }
         }
@@ -99,7 +113,12 @@ pub fn rejection_body(r: &IngestResult) -> Value {
 }
 
 /// Feeds the embedded log to the pipeline until `shutdown`.
-pub async fn tail(store: Arc<dyn Store>, sink: Arc<dyn EventSink>, wake: Arc<Notify>, shutdown: CancellationToken) -> Result<(), StoreError> {
+pub async fn tail(
+    store: Arc<dyn Store>,
+    sink: Arc<dyn EventSink>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
     let mut after = store.log_consumed()?;
     loop {
         let entries = store.log_scan(after, 512)?;
@@ -113,11 +132,18 @@ pub async fn tail(store: Arc<dyn Store>, sink: Arc<dyn EventSink>, wake: Arc<Not
         let mut last = None;
         for (seq, bytes) in entries {
             let accepts = |t: &str| sink.accepts_type(t);
-            let opts = DecodeOptions { max_bytes: usize::MAX, accepts_type: &accepts };
+            let opts = DecodeOptions {
+                max_bytes: usize::MAX,
+                accepts_type: &accepts,
+            };
             // Entries were validated on the way in; a mapping reload may since have dropped a type.
             let input = decode_structured(&bytes, &opts, None)
                 .map_err(|e| Rejection::new(None, e.to_string(), &bytes));
-            last = Some(sink.accept(EventOrigin::Embedded { seq }, input, vec![Mutation::LogConsumed { upto: seq }]));
+            last = Some(sink.accept(
+                EventOrigin::Embedded { seq },
+                input,
+                vec![Mutation::LogConsumed { upto: seq }],
+            ));
             after = Some(seq);
             if shutdown.is_cancelled() {
                 break;

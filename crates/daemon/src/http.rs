@@ -35,7 +35,11 @@ pub struct AppState {
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.sink.max_event_bytes().saturating_mul(64).max(1024 * 1024);
+    let body_limit = state
+        .sink
+        .max_event_bytes()
+        .saturating_mul(64)
+        .max(1024 * 1024);
     Router::new()
         .route("/api/v1/events", post(post_events))
         .route("/api/v1/targets", get(get_targets))
@@ -54,7 +58,12 @@ fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Resp
     if let Some(t) = scim_type {
         body["scimType"] = json!(t);
     }
-    (status, [(header::CONTENT_TYPE, "application/scim+json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/scim+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Constant-time comparison, so response timing does not reveal how much of a token matched.
@@ -62,17 +71,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn authorized(headers: &HeaderMap, want: &Option<SecretRef>) -> Result<(), Response> {
+fn authorized(headers: &HeaderMap, want: &Option<SecretRef>) -> Result<(), Box<Response>> {
     let Some(r) = want else {
-        return Err(scim_error(
+        return Err(Box::new(scim_error(
             StatusCode::FORBIDDEN,
             None,
             "the ingest endpoint is disabled: configure ingest.token",
-        ));
+        )));
     };
     let secret = r.resolve().map_err(|e| {
         tracing::error!(error = %e, "ingest token unavailable");
-        scim_error(StatusCode::SERVICE_UNAVAILABLE, None, "the ingest token is not available")
+        Box::new(scim_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the ingest token is not available",
+        ))
     })?;
     let given = headers
         .get(header::AUTHORIZATION)
@@ -80,13 +93,17 @@ fn authorized(headers: &HeaderMap, want: &Option<SecretRef>) -> Result<(), Respo
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if same(g.as_bytes(), secret.expose().as_bytes()) => Ok(()),
-        _ => Err(scim_error(StatusCode::UNAUTHORIZED, None, "missing or wrong bearer token")),
+        _ => Err(Box::new(scim_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "missing or wrong bearer token",
+        ))),
     }
 }
 
 async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&headers, &st.ingest_token) {
-        return r;
+        return *r;
     }
     let Some(wake) = &st.log_wake else {
         return scim_error(
@@ -101,7 +118,11 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
                 wake.notify_one();
             }
             if r.rejected.is_empty() {
-                (StatusCode::ACCEPTED, Json(json!({"accepted": r.accepted.len(), "ids": r.accepted}))).into_response()
+                (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"accepted": r.accepted.len(), "ids": r.accepted})),
+                )
+                    .into_response()
             } else {
                 (
                     StatusCode::BAD_REQUEST,
@@ -114,16 +135,40 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
         Err(IngestError::Body(m)) => scim_error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &m),
         Err(e @ IngestError::Store(_)) => {
             tracing::error!(error = %e, "ingest failed");
-            scim_error(StatusCode::SERVICE_UNAVAILABLE, None, "events could not be stored; retry later")
+            scim_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "events could not be stored; retry later",
+            )
         }
     }
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
+    let stopped: Vec<&str> = st
+        .pools
+        .iter()
+        .filter(|(_, p)| {
+            p.stats
+                .stopped_on_error
+                .load(std::sync::atomic::Ordering::SeqCst)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !stopped.is_empty() {
+        let msg = format!(
+            "not ready: delivery stopped for target(s) {}",
+            stopped.join(", ")
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     if st.store.healthy() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        let why = st.store.last_error().unwrap_or_else(|| "store stopped".into());
+        let why = st
+            .store
+            .last_error()
+            .unwrap_or_else(|| "store stopped".into());
         (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
     }
 }

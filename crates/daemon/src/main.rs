@@ -24,7 +24,12 @@ use scimflow_telemetry::LogFormat;
 #[command(name = "scimflow", version, about, propagate_version = true)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", env = "SCIMFLOW_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "SCIMFLOW_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -70,7 +75,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     scimflow_telemetry::init_logging(cli.log_format);
     match cli.command {
-        Command::Run { config, listen, data_dir } => {
+        Command::Run {
+            config,
+            listen,
+            data_dir,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("scimflow")

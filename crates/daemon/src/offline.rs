@@ -52,8 +52,12 @@ fn open(args: &StoreArgs) -> Result<SledStore, String> {
     if !dir.exists() {
         return Err(format!("no store at {}", dir.display()));
     }
-    SledStore::open(&dir, StoreOptions::default())
-        .map_err(|e| format!("cannot open the store at {} (is the daemon running?): {e}", dir.display()))
+    SledStore::open(&dir, StoreOptions::default()).map_err(|e| {
+        format!(
+            "cannot open the store at {} (is the daemon running?): {e}",
+            dir.display()
+        )
+    })
 }
 
 fn fail(msg: String) -> ExitCode {
@@ -62,7 +66,9 @@ fn fail(msg: String) -> ExitCode {
 }
 
 /// Prints every item as a JSON line; stops quietly when stdout is closed (e.g. piped into `head`).
-fn print_all<T: serde::Serialize>(mut page: impl FnMut(Option<u64>) -> Result<Vec<(u64, T)>, String>) -> Result<u64, String> {
+fn print_all<T: serde::Serialize>(
+    mut page: impl FnMut(Option<u64>) -> Result<Vec<(u64, T)>, String>,
+) -> Result<u64, String> {
     use std::io::Write as _;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -114,7 +120,9 @@ pub fn audit(cmd: AuditCommand) -> ExitCode {
                     Ok(p) => p,
                     Err(e) => return fail(e.to_string()),
                 };
-                let Some(last) = page.last().cloned() else { break };
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
                 match verify_chain(&page, after.map_or(1, |a| a + 1), &prev) {
                     Ok(n) => total += n,
                     Err(b) => {

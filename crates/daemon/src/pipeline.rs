@@ -17,6 +17,10 @@ use scimflow_core::store::{BoxFuture, Mutation, Store, StoreError};
 use scimflow_core::{AuditEntry, Event, EventOrigin, RejectedEvent, SubjectState};
 use scimflow_delivery::PoolHandle;
 
+/// What one event produces: the batch to commit, the targets to wake once it is durable, and the
+/// subject state it records (kept in the overlay until durable).
+type EventBatch = (Vec<Mutation>, Vec<String>, Option<SubjectState>);
+
 /// The event sink shared by all sources.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -43,17 +47,25 @@ impl Pipeline {
     }
 
     fn planner(&self) -> Arc<dyn Planner> {
-        self.planner.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.planner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn prior(&self, subject: &str) -> Result<Option<SubjectState>, StoreError> {
-        if let Some(s) = self.pending.lock().unwrap_or_else(PoisonError::into_inner).get(subject) {
+        if let Some(s) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(subject)
+        {
             return Ok(Some(s.clone()));
         }
         self.store.subject(subject)
     }
 
-    fn event_batch(&self, event: &Event) -> Result<(Vec<Mutation>, Vec<String>, Option<SubjectState>), StoreError> {
+    fn event_batch(&self, event: &Event) -> Result<EventBatch, StoreError> {
         let planner = self.planner();
         let prior = self.prior(&event.subject)?;
         if let Some(why) = prior.as_ref().and_then(|p| p.staleness(event)) {
@@ -62,7 +74,16 @@ impl Pipeline {
                 scimflow_core::Staleness::Older => "stale",
             };
             tracing::debug!(event_id = %event.id, outcome, "event skipped");
-            return Ok((vec![Mutation::Audit(event_audit(event, outcome, None, planner.version()))], Vec::new(), None));
+            return Ok((
+                vec![Mutation::Audit(event_audit(
+                    event,
+                    outcome,
+                    None,
+                    planner.version(),
+                ))],
+                Vec::new(),
+                None,
+            ));
         }
         let plan = planner.plan(event, prior.as_ref());
         let state = SubjectState::advance(prior.as_ref(), event);
@@ -74,7 +95,12 @@ impl Pipeline {
         }
         for err in plan.errors {
             tracing::warn!(event_id = %event.id, target_name = %err.target, error = %err, "mapping failed for this event and target");
-            let mut entry = event_audit(event, "plan_error", Some(err.to_string()), planner.version());
+            let mut entry = event_audit(
+                event,
+                "plan_error",
+                Some(err.to_string()),
+                planner.version(),
+            );
             entry.target = err.target.clone();
             batch.push(Mutation::Audit(entry));
         }
@@ -100,7 +126,10 @@ fn event_audit(event: &Event, outcome: &str, detail: Option<String>, version: &s
         latency_ms: 0,
         attributes: Vec::new(),
         mapping_version: version.to_owned(),
-        trace_id: event.traceparent.as_deref().and_then(scimflow_delivery::pool::trace_id),
+        trace_id: event
+            .traceparent
+            .as_deref()
+            .and_then(scimflow_delivery::pool::trace_id),
     }
 }
 
@@ -159,7 +188,11 @@ impl EventSink for Pipeline {
             },
             Err(rej) => {
                 tracing::warn!(%origin, event_id = ?rej.event_id, reason = %rej.reason, "event rejected");
-                (rejection_batch(origin, rej, self.planner().version()), Vec::new(), None)
+                (
+                    rejection_batch(origin, rej, self.planner().version()),
+                    Vec::new(),
+                    None,
+                )
             }
         };
         batch.extend(extra);
@@ -171,12 +204,17 @@ impl EventSink for Pipeline {
         }
         let durable = self.store.commit(batch);
         let pending = self.pending.clone();
-        let pools: Vec<PoolHandle> = woken.iter().filter_map(|t| self.pools.get(t).cloned()).collect();
+        let pools: Vec<PoolHandle> = woken
+            .iter()
+            .filter_map(|t| self.pools.get(t).cloned())
+            .collect();
         Box::pin(async move {
             let r = durable.await;
             if let Some(s) = state {
                 let mut p = pending.lock().unwrap_or_else(PoisonError::into_inner);
-                if p.get(&s.subject).is_some_and(|cur| cur.last_event_id == s.last_event_id) {
+                if p.get(&s.subject)
+                    .is_some_and(|cur| cur.last_event_id == s.last_event_id)
+                {
                     p.remove(&s.subject);
                 }
             }

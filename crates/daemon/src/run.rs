@@ -41,7 +41,11 @@ pub fn check(path: &Path) -> ExitCode {
                 "{}: ok — {} target(s), source: {}, mapping version {}",
                 path.display(),
                 config.targets.len(),
-                if config.kafka.is_some() { "kafka" } else { "embedded" },
+                if config.kafka.is_some() {
+                    "kafka"
+                } else {
+                    "embedded"
+                },
                 mapping.version()
             );
             ExitCode::SUCCESS
@@ -80,8 +84,11 @@ async fn build_and_run(
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let data_dir = data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .or(config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("data"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let sled = SledStore::open(&data_dir, StoreOptions::default())
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(sled.clone());
@@ -91,14 +98,20 @@ async fn build_and_run(
     let mut pool_tasks = Vec::new();
     let pool_shutdown = CancellationToken::new();
     for t in &config.targets {
-        let exec = Executor::new(t).with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?;
+        let exec = Executor::new(t)
+            .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?;
         let pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
         pools.insert(t.name.clone(), pool.handle());
         pool_tasks.push(tokio::spawn(pool.run(pool_shutdown.clone(), DRAIN)));
     }
     let version = mapping.version().to_owned();
     let planner: Arc<dyn Planner> = Arc::new(mapping);
-    let pipeline = Arc::new(Pipeline::new(store.clone(), planner, pools.clone(), config.ingest.max_event_bytes));
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        planner,
+        pools.clone(),
+        config.ingest.max_event_bytes,
+    ));
     let sink: Arc<dyn EventSink> = pipeline;
 
     // Spawned: the source.
@@ -106,7 +119,8 @@ async fn build_and_run(
     let source_shutdown = CancellationToken::new();
     let source = match &config.kafka {
         Some(k) => {
-            let src = scimflow_kafka::KafkaSource::build(k).context("cannot create the Kafka consumer")?;
+            let src = scimflow_kafka::KafkaSource::build(k)
+                .context("cannot create the Kafka consumer")?;
             tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
             let (sink, stop, fail) = (sink.clone(), source_shutdown.clone(), shutdown.clone());
             tokio::spawn(async move {
@@ -119,10 +133,17 @@ async fn build_and_run(
         }
         None => {
             tracing::info!("using the embedded source (no kafka configured)");
-            let (store, sink, wake, stop, fail) =
-                (store.clone(), sink.clone(), log_wake.clone(), source_shutdown.clone(), shutdown.clone());
+            let (store, sink, wake, stop, fail) = (
+                store.clone(),
+                sink.clone(),
+                log_wake.clone(),
+                source_shutdown.clone(),
+                shutdown.clone(),
+            );
             tokio::spawn(async move {
-                let r = crate::embedded::tail(store, sink, wake, stop).await.map_err(anyhow::Error::from);
+                let r = crate::embedded::tail(store, sink, wake, stop)
+                    .await
+                    .map_err(anyhow::Error::from);
                 if r.is_err() {
                     fail.cancel();
                 }
@@ -132,7 +153,9 @@ async fn build_and_run(
     };
 
     // Spawned: the HTTP listener.
-    let addr = listen.or(config.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let addr = listen
+        .or(config.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -142,7 +165,10 @@ async fn build_and_run(
         sink: sink.clone(),
         ingest_token: config.ingest.token.clone(),
         log_wake: config.kafka.is_none().then(|| log_wake.clone()),
-        pools: pools.iter().map(|(k, v): (&String, &PoolHandle)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>(),
+        pools: pools
+            .iter()
+            .map(|(k, v): (&String, &PoolHandle)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
         mapping_version: version.clone(),
     };
     let http_shutdown = shutdown.clone();
@@ -171,7 +197,9 @@ async fn build_and_run(
     // Drained, in dependency order: stop intake, let delivery finish or keep work queued, flush.
     source_shutdown.cancel();
     shutdown.cancel();
-    let source_result = source.await.unwrap_or_else(|e| Err(anyhow::anyhow!("source task failed: {e}")));
+    let source_result = source
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("source task failed: {e}")));
     pool_shutdown.cancel();
     for t in pool_tasks {
         let _ = t.await;

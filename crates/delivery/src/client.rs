@@ -105,13 +105,18 @@ impl ScimClient {
                 detail: e.to_string(),
                 retry_after: None,
             })?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| CallError {
-                class: ErrorClass::Auth,
-                status: None,
-                scim_type: None,
-                detail: format!("the bearer token from {r} contains characters not allowed in a header"),
-                retry_after: None,
-            })?;
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    CallError {
+                        class: ErrorClass::Auth,
+                        status: None,
+                        scim_type: None,
+                        detail: format!(
+                            "the bearer token from {r} contains characters not allowed in a header"
+                        ),
+                        retry_after: None,
+                    }
+                })?;
             v.set_sensitive(true);
             req = req.header(AUTHORIZATION, v);
         }
@@ -132,7 +137,8 @@ impl ScimClient {
                 .map(str::to_owned)
         };
         let location = header(LOCATION);
-        let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let retry_after =
+            header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, SystemTime::now()));
         let mut bytes = Vec::new();
         loop {
             match resp.chunk().await {
@@ -142,14 +148,21 @@ impl ScimClient {
                             class: ErrorClass::Permanent,
                             status: Some(status),
                             scim_type: None,
-                            detail: format!("response body exceeds the {MAX_RESPONSE_BYTES}-byte limit"),
+                            detail: format!(
+                                "response body exceeds the {MAX_RESPONSE_BYTES}-byte limit"
+                            ),
                             retry_after: None,
                         });
                     }
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(CallError::transport(format!("reading the response failed: {}", describe(&e)))),
+                Err(e) => {
+                    return Err(CallError::transport(format!(
+                        "reading the response failed: {}",
+                        describe(&e)
+                    )))
+                }
             }
         }
         let body: Option<Value> = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -158,7 +171,11 @@ impl ScimClient {
             serde_json::from_slice(&bytes).ok()
         };
         if (200..300).contains(&status) {
-            return Ok(Reply { status, body, location });
+            return Ok(Reply {
+                status,
+                body,
+                location,
+            });
         }
         if (300..400).contains(&status) {
             return Err(CallError {
@@ -169,7 +186,9 @@ impl ScimClient {
                 retry_after: None,
             });
         }
-        let (scim_type, detail) = body.as_ref().map(scim_error_fields).unwrap_or_default();
+        let (scim_type, detail) = scimflow_scim::error::ScimError::parse_lenient(&bytes)
+            .map(|e| (e.scim_type, e.detail))
+            .unwrap_or_default();
         let mut class = classify_status(status);
         if status == 400 && scim_type.as_deref() == Some("uniqueness") {
             class = ErrorClass::Conflict;
@@ -179,18 +198,18 @@ impl ScimClient {
             status: Some(status),
             detail: match detail {
                 Some(d) => format!("{status}: {}", truncate(&d, 512)),
-                None => format!("{status}: {}", reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("error")),
+                None => format!(
+                    "{status}: {}",
+                    reqwest::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("error")
+                ),
             },
             scim_type,
             retry_after,
         })
     }
-}
-
-/// `scimType` and `detail` of a SCIM error body (lenient: real servers vary).
-fn scim_error_fields(v: &Value) -> (Option<String>, Option<String>) {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    (s("scimType"), s("detail").or_else(|| s("message")))
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use scimflow_config::TargetConfig;
 use scimflow_core::op::MatchKey;
 use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
+use scimflow_scim::filter::Filter;
 
 use crate::client::{CallError, Reply, ScimClient};
 
@@ -131,11 +132,22 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    async fn call(&mut self, method: Method, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Result<Reply, CallError> {
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, CallError> {
         if let Some(l) = &self.exec.limiter {
             l.until_ready().await;
         }
-        let _permit = self.exec.permits.acquire().await.expect("semaphore never closed");
+        let _permit = self
+            .exec
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closed");
         self.requests.push(format!("{method} {path}"));
         let r = self.exec.client.send(method, path, query, body).await;
         self.last_status = match &r {
@@ -165,8 +177,22 @@ impl Run<'_> {
 
     async fn lookup(&mut self) -> Result<Option<String>, CallError> {
         for key in self.op.matching.clone() {
-            let filter = format!("{} eq \"{}\"", key.attribute, escape(&key.value));
-            let reply = match self.call(Method::GET, "/Users", &[("filter", &filter)], None).await {
+            let filter = match Filter::try_eq(&key.attribute, key.value.clone()) {
+                Ok(f) => f.to_string(),
+                Err(e) => {
+                    return Err(CallError {
+                        class: ErrorClass::Permanent,
+                        status: None,
+                        scim_type: None,
+                        detail: format!("cannot build a lookup filter on `{}`: {e}", key.attribute),
+                        retry_after: None,
+                    })
+                }
+            };
+            let reply = match self
+                .call(Method::GET, "/Users", &[("filter", &filter)], None)
+                .await
+            {
                 Ok(r) => r,
                 // The target cannot filter on this attribute: try the next one.
                 Err(e) if e.status == Some(400) => continue,
@@ -179,7 +205,10 @@ impl Run<'_> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            let matches: Vec<&Value> = resources.iter().filter(|r| really_matches(r, &key)).collect();
+            let matches: Vec<&Value> = resources
+                .iter()
+                .filter(|r| really_matches(r, &key))
+                .collect();
             match matches.as_slice() {
                 [] => continue,
                 [one] => match one.get("id").and_then(Value::as_str) {
@@ -199,7 +228,11 @@ impl Run<'_> {
                         class: ErrorClass::Permanent,
                         status: Some(reply.status),
                         scim_type: None,
-                        detail: format!("{} accounts match {}; refusing to guess", many.len(), key.attribute),
+                        detail: format!(
+                            "{} accounts match {}; refusing to guess",
+                            many.len(),
+                            key.attribute
+                        ),
                         retry_after: None,
                     })
                 }
@@ -217,7 +250,10 @@ impl Run<'_> {
             return self.create().await;
         };
         let patch = replace_patch(&self.op.resource);
-        match self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch)).await {
+        match self
+            .call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
+            .await
+        {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) if e.status == Some(404) => {
                 // The bound account is gone: forget it, look up again next attempt (or create now).
@@ -239,7 +275,10 @@ impl Run<'_> {
     }
 
     async fn create(&mut self) -> Result<Outcome, CallError> {
-        match self.call(Method::POST, "/Users", &[], Some(&self.op.resource)).await {
+        match self
+            .call(Method::POST, "/Users", &[], Some(&self.op.resource))
+            .await
+        {
             Ok(reply) => {
                 let id = reply
                     .body
@@ -247,7 +286,13 @@ impl Run<'_> {
                     .and_then(|b| b.get("id"))
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .or_else(|| reply.location.as_deref().and_then(|l| l.rsplit('/').next()).map(str::to_owned));
+                    .or_else(|| {
+                        reply
+                            .location
+                            .as_deref()
+                            .and_then(|l| l.rsplit('/').next())
+                            .map(str::to_owned)
+                    });
                 match id {
                     Some(id) => {
                         self.id = Some(id);
@@ -258,7 +303,8 @@ impl Run<'_> {
                         class: ErrorClass::Retryable,
                         status: Some(reply.status),
                         scim_type: None,
-                        detail: "create succeeded but the response carried no id; looking it up".into(),
+                        detail: "create succeeded but the response carried no id; looking it up"
+                            .into(),
                         retry_after: Some(Duration::ZERO),
                     }),
                 }
@@ -269,11 +315,15 @@ impl Run<'_> {
                     Some(id) => {
                         self.id = Some(id.clone());
                         let patch = replace_patch(&self.op.resource);
-                        self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch)).await?;
+                        self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
+                            .await?;
                         Ok(Outcome::Applied)
                     }
                     None => Err(CallError {
-                        detail: format!("{} (and no account matches the matching attributes)", e.detail),
+                        detail: format!(
+                            "{} (and no account matches the matching attributes)",
+                            e.detail
+                        ),
                         class: ErrorClass::Permanent,
                         ..e
                     }),
@@ -291,7 +341,10 @@ impl Run<'_> {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "replace", "path": "active", "value": false}]
         });
-        match self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch)).await {
+        match self
+            .call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
+            .await
+        {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) if e.status == Some(404) => {
                 self.id = None;
@@ -305,7 +358,10 @@ impl Run<'_> {
         let Some(id) = self.resolve().await? else {
             return Ok(Outcome::NoOp);
         };
-        match self.call(Method::DELETE, &format!("/Users/{id}"), &[], None).await {
+        match self
+            .call(Method::DELETE, &format!("/Users/{id}"), &[], None)
+            .await
+        {
             Ok(_) => {
                 self.id = None;
                 Ok(Outcome::Applied)
@@ -329,12 +385,6 @@ fn really_matches(resource: &Value, key: &MatchKey) -> bool {
     } else {
         v.to_lowercase() == key.value.to_lowercase()
     }
-}
-
-/// Escapes a string for a SCIM filter literal (JSON string rules).
-fn escape(s: &str) -> String {
-    let quoted = serde_json::to_string(s).expect("strings serialize");
-    quoted[1..quoted.len() - 1].to_owned()
 }
 
 /// A PATCH that replaces every attribute the mapping owns (idempotent).
@@ -364,17 +414,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_values_are_escaped() {
-        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
-    }
-
-    #[test]
     fn matching_respects_case_rules() {
         let r = json!({"userName": "Ada@Example.com", "externalId": "E1"});
-        let k = |a: &str, v: &str, c| MatchKey { attribute: a.into(), value: v.into(), case_exact: c };
+        let k = |a: &str, v: &str, c| MatchKey {
+            attribute: a.into(),
+            value: v.into(),
+            case_exact: c,
+        };
         assert!(really_matches(&r, &k("userName", "ada@example.com", false)));
         assert!(!really_matches(&r, &k("externalId", "e1", true)));
         assert!(really_matches(&r, &k("externalId", "E1", true)));
-        assert!(!really_matches(&json!({"userName": "x"}), &k("externalId", "E1", true)));
+        assert!(!really_matches(
+            &json!({"userName": "x"}),
+            &k("externalId", "E1", true)
+        ));
     }
 }

@@ -8,7 +8,7 @@
 //! recorded exactly once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct PoolStats {
     pub applied: AtomicU64,
     pub noop: AtomicU64,
     pub failed: AtomicU64,
+    /// Set when the pool stopped because of an error (not at shutdown); readiness fails then.
+    pub stopped_on_error: AtomicBool,
 }
 
 /// The handle the rest of the daemon holds for a pool.
@@ -90,7 +92,10 @@ impl TargetPool {
         loop {
             // Refill the in-memory window from the durable queue.
             if loaded < self.window {
-                match self.store.queue_scan(&self.target, cursor, self.window - loaded) {
+                match self
+                    .store
+                    .queue_scan(&self.target, cursor, self.window - loaded)
+                {
                     Ok(items) => {
                         for q in items {
                             cursor = Some(q.seq);
@@ -104,16 +109,22 @@ impl TargetPool {
                     }
                     Err(e) => {
                         tracing::error!(target_name = %self.target, error = %e, "cannot read the queue; pool stops");
+                        self.stats.stopped_on_error.store(true, Ordering::SeqCst);
                         break;
                     }
                 }
             }
             // Start the head of every idle lane, up to the lane limit.
             while busy.len() < self.max_lanes {
-                let Some(subject) = order.pop_front() else { break };
-                let Some(q) = lanes.get(&subject).and_then(|l| l.front()).cloned() else { continue };
+                let Some(subject) = order.pop_front() else {
+                    break;
+                };
+                let Some(q) = lanes.get(&subject).and_then(|l| l.front()).cloned() else {
+                    continue;
+                };
                 busy.insert(subject.clone());
-                let (store, exec, stats) = (self.store.clone(), self.exec.clone(), self.stats.clone());
+                let (store, exec, stats) =
+                    (self.store.clone(), self.exec.clone(), self.stats.clone());
                 tasks.spawn(async move { run_one(store, exec, stats, q).await.map(|()| subject) });
             }
             tokio::select! {
@@ -132,11 +143,13 @@ impl TargetPool {
                         }
                         Ok(Err(e)) => {
                             tracing::error!(target_name = %self.target, error = %e, "cannot record an outcome; pool stops");
-                            break;
+                            self.stats.stopped_on_error.store(true, Ordering::SeqCst);
+                        break;
                         }
                         Err(e) => {
                             tracing::error!(target_name = %self.target, error = %e, "worker task failed; pool stops");
-                            break;
+                            self.stats.stopped_on_error.store(true, Ordering::SeqCst);
+                        break;
                         }
                     }
                 }
@@ -148,16 +161,25 @@ impl TargetPool {
         }
         if !tasks.is_empty() {
             tracing::info!(target_name = %self.target, in_flight = tasks.len(), "draining in-flight operations");
-            let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+            let _ =
+                tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+                    .await;
             tasks.abort_all();
         }
     }
 }
 
 /// Executes one queued operation and durably records its outcome.
-async fn run_one(store: Arc<dyn Store>, exec: Arc<Executor>, stats: Arc<PoolStats>, q: QueuedOp) -> Result<(), String> {
+async fn run_one(
+    store: Arc<dyn Store>,
+    exec: Arc<Executor>,
+    stats: Arc<PoolStats>,
+    q: QueuedOp,
+) -> Result<(), String> {
     let op = &q.op;
-    let bound = store.binding(&op.target, &op.subject).map_err(|e| e.to_string())?;
+    let bound = store
+        .binding(&op.target, &op.subject)
+        .map_err(|e| e.to_string())?;
     let report = exec.execute(op, bound).await;
     let batch = outcome_batch(&q, &report);
     match &report.outcome {
@@ -168,7 +190,11 @@ async fn run_one(store: Arc<dyn Store>, exec: Arc<Executor>, stats: Arc<PoolStat
     if let Some(e) = &report.error {
         tracing::warn!(target_name = %op.target, op = %op.id, class = e.class.as_str(), status = ?e.status, error = %e, "operation failed");
     }
-    store.commit(batch).await.map(|_| ()).map_err(|e| e.to_string())
+    store
+        .commit(batch)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The atomic batch that finishes an operation: dequeue + audit (+ binding, + dead letter).
@@ -232,7 +258,9 @@ fn attribute_names(resource: &serde_json::Value) -> Vec<String> {
         .flatten()
         .filter(|(k, _)| k.as_str() != "schemas")
         .flat_map(|(k, v)| match v {
-            serde_json::Value::Object(sub) if k.starts_with("urn:") => sub.keys().map(|s| format!("{k}:{s}")).collect(),
+            serde_json::Value::Object(sub) if k.starts_with("urn:") => {
+                sub.keys().map(|s| format!("{k}:{s}")).collect()
+            }
             _ => vec![k.clone()],
         })
         .collect()

@@ -76,7 +76,11 @@ impl KafkaSource {
 
     /// Consumes until `shutdown` (or a store failure), then acknowledges everything that became durable
     /// and commits synchronously.
-    pub async fn run(self, sink: Arc<dyn EventSink>, shutdown: CancellationToken) -> Result<(), KafkaError> {
+    pub async fn run(
+        self,
+        sink: Arc<dyn EventSink>,
+        shutdown: CancellationToken,
+    ) -> Result<(), KafkaError> {
         type Pending = (String, i32, i64, BoxFuture<'static, Result<(), StoreError>>);
         let (tx, mut rx) = mpsc::channel::<Pending>(self.max_in_flight);
         let failed = CancellationToken::new();
@@ -130,7 +134,9 @@ impl KafkaSource {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             // Nothing stored since the last commit.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
             Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
         }
         self.consumer.unsubscribe();
@@ -153,7 +159,11 @@ pub fn decode_message(msg: &BorrowedMessage<'_>, sink: &dyn EventSink) -> Result
     };
     let headers: Vec<(&str, &[u8])> = msg
         .headers()
-        .map(|h| h.iter().filter_map(|h| h.value.map(|v| (h.key, v))).collect())
+        .map(|h| {
+            h.iter()
+                .filter_map(|h| h.value.map(|v| (h.key, v)))
+                .collect()
+        })
         .unwrap_or_default();
     let binary = headers.iter().any(|(k, _)| *k == "ce_specversion");
     let decoded = if binary {
@@ -180,7 +190,11 @@ pub fn decode_message(msg: &BorrowedMessage<'_>, sink: &dyn EventSink) -> Result
 fn serde_json_id(payload: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(payload).ok()?;
     let i = text.find("\"id\"")?;
-    let rest = text[i + 4..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let rest = text[i + 4..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
     let end = rest.find('"')?;
     Some(rest[..end].chars().take(128).collect())
 }

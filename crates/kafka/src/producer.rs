@@ -25,10 +25,19 @@ impl Producer {
     }
 
     /// Sends one message and waits for the broker's acknowledgement.
-    pub async fn send(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &str)]) -> Result<(), KafkaError> {
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<(), KafkaError> {
         let mut h = OwnedHeaders::new();
         for (k, v) in headers {
-            h = h.insert(Header { key: k, value: Some(*v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
         self.inner
             .send(

@@ -127,7 +127,9 @@ impl Parser<'_> {
     }
     fn ident(&mut self) -> Option<String> {
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == '_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == '_')
+        {
             self.i += 1;
         }
         (self.i > start).then(|| self.s[start..self.i].iter().collect())
@@ -151,7 +153,9 @@ impl Parser<'_> {
         if c.is_ascii_digit() || c == '-' {
             let start = self.i;
             self.i += 1;
-            while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == '.') {
+            while self.i < self.s.len()
+                && (self.s[self.i].is_ascii_digit() || self.s[self.i] == '.')
+            {
                 self.i += 1;
             }
             let text: String = self.s[start..self.i].iter().collect();
@@ -176,7 +180,9 @@ impl Parser<'_> {
             let Some(f) = Func::by_name(&name) else {
                 return Err(ExprError {
                     offset: start,
-                    message: format!("unknown function `{name}` (known: lower, upper, trim, coalesce)"),
+                    message: format!(
+                        "unknown function `{name}` (known: lower, upper, trim, coalesce)"
+                    ),
                 });
             };
             let mut args = vec![self.expr()?];
@@ -201,7 +207,9 @@ impl Parser<'_> {
         if name != "event" {
             return Err(ExprError {
                 offset: start,
-                message: format!("unknown name `{name}`; paths start with `event.` (e.g. event.data.email)"),
+                message: format!(
+                    "unknown name `{name}`; paths start with `event.` (e.g. event.data.email)"
+                ),
             });
         }
         let mut segs = Vec::new();
@@ -271,7 +279,9 @@ impl Expr {
                     "source" => Value::String(event.source.clone()),
                     "time" => event
                         .time
-                        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                        .map(|t| {
+                            Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        })
                         .unwrap_or(Value::Null),
                     _ => event.data.clone(),
                 };
@@ -298,7 +308,11 @@ impl Expr {
                 let s = match &v {
                     Value::Null => return Ok(Value::Null),
                     Value::String(s) => s,
-                    other => return Err(EvalError(format!("{f:?} expects a string, found {other}").to_lowercase())),
+                    other => {
+                        return Err(EvalError(
+                            format!("{f:?} expects a string, found {other}").to_lowercase(),
+                        ))
+                    }
                 };
                 Value::String(match f {
                     Func::Lower => s.to_lowercase(),

@@ -55,20 +55,31 @@ pub enum AttrPath {
 impl AttrPath {
     /// Parses a mapping key. Supports `a`, `a.b`, `urn:…:Schema:a[.b]` and `a[type eq "x"].b`.
     pub fn parse(path: &str) -> Result<AttrPath, String> {
-        let ident = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        };
         if let Some(open) = path.find('[') {
             let attr = &path[..open];
             let rest = &path[open + 1..];
             let close = rest.find(']').ok_or("missing `]`")?;
             let filter = rest[..close].trim();
             let after = &rest[close + 1..];
-            let sub = after.strip_prefix('.').ok_or("expected `.sub` after `]`, e.g. emails[type eq \"work\"].value")?;
+            let sub = after
+                .strip_prefix('.')
+                .ok_or("expected `.sub` after `]`, e.g. emails[type eq \"work\"].value")?;
             let mut words = filter.splitn(3, ' ');
             let (Some(a), Some(op), Some(v)) = (words.next(), words.next(), words.next()) else {
                 return Err("the filter must be `type eq \"value\"`".into());
             };
             let v = v.trim();
-            if !a.eq_ignore_ascii_case("type") || !op.eq_ignore_ascii_case("eq") || v.len() < 2 || !v.starts_with('"') || !v.ends_with('"') {
+            if !a.eq_ignore_ascii_case("type")
+                || !op.eq_ignore_ascii_case("eq")
+                || v.len() < 2
+                || !v.starts_with('"')
+                || !v.ends_with('"')
+            {
                 return Err("the filter must be `type eq \"value\"`".into());
             }
             if !ident(attr) || !ident(sub) {
@@ -94,7 +105,9 @@ impl AttrPath {
             return Err(format!("`{path}` is not a SCIM attribute path"));
         }
         if schema.is_none() && matches!(attr, "id" | "meta" | "schemas") {
-            return Err(format!("`{attr}` is assigned by the target and cannot be mapped"));
+            return Err(format!(
+                "`{attr}` is assigned by the target and cannot be mapped"
+            ));
         }
         Ok(AttrPath::Plain {
             schema,
@@ -123,7 +136,11 @@ impl AttrPath {
                     }
                 }
             }
-            AttrPath::Typed { attr, type_value, sub } => {
+            AttrPath::Typed {
+                attr,
+                type_value,
+                sub,
+            } => {
                 let arr = resource
                     .entry(attr.clone())
                     .or_insert_with(|| Value::Array(Vec::new()));
@@ -156,7 +173,9 @@ impl AttrPath {
 }
 
 fn obj_entry<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let v = m.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+    let v = m
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !v.is_object() {
         *v = Value::Object(Map::new());
     }
@@ -186,7 +205,9 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                         line: m.line,
                         column: m.column,
                         message: format!("target `{}`: mapping key `{}`: {e}", t.name, m.path),
-                        hint: Some("e.g. userName, name.givenName, emails[type eq \"work\"].value".into()),
+                        hint: Some(
+                            "e.g. userName, name.givenName, emails[type eq \"work\"].value".into(),
+                        ),
                     });
                     continue;
                 }
@@ -231,9 +252,17 @@ impl Mapping {
         self.targets.iter().map(|t| t.name.as_str())
     }
 
-    fn plan_target(&self, t: &CompiledTarget, kind: OpKind, event: &Event) -> Result<Operation, PlanError> {
+    fn plan_target(
+        &self,
+        t: &CompiledTarget,
+        kind: OpKind,
+        event: &Event,
+    ) -> Result<Operation, PlanError> {
         let mut resource = Map::new();
-        resource.insert("schemas".into(), Value::Array(vec![Value::String(USER_SCHEMA.into())]));
+        resource.insert(
+            "schemas".into(),
+            Value::Array(vec![Value::String(USER_SCHEMA.into())]),
+        );
         for (path, e, text) in &t.attributes {
             let v = e.eval(event).map_err(|err| PlanError {
                 target: t.name.clone(),
@@ -386,14 +415,20 @@ targets:
         let p = m.plan(&event("hr.worker.terminated"), None);
         assert_eq!(p.ops[0].kind, OpKind::Deactivate);
         assert_eq!(p.ops[0].resource["active"], false);
-        assert!(m.plan(&event("hr.worker.leave_started"), None).ops.is_empty());
+        assert!(m
+            .plan(&event("hr.worker.leave_started"), None)
+            .ops
+            .is_empty());
         assert!(m.accepts_type("hr.worker.leave_started"));
         assert!(!m.accepts_type("hr.worker.promoted"));
     }
 
     #[test]
     fn bad_expressions_are_located() {
-        let bad = CFG.replace("lower(event.data.email)\n      name", "lowr(event.data.email)\n      name");
+        let bad = CFG.replace(
+            "lower(event.data.email)\n      name",
+            "lowr(event.data.email)\n      name",
+        );
         let cfg = scimflow_config::load_str(&bad, "c.yaml", &|_| None).unwrap();
         let e = compile(&cfg).unwrap_err();
         assert_eq!(e.0.len(), 1);
