@@ -24,5 +24,5 @@ pub mod store;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use event::{Event, EventOrigin, RejectedEvent, Staleness, SubjectState};
-pub use op::{OpKind, Operation, QueuedOp};
+pub use op::{OpKind, Operation, QueuedOp, ScheduledOp};
 pub use outcome::{ErrorClass, Outcome};

@@ -17,6 +17,10 @@ pub enum OpKind {
     Reactivate,
     /// DELETE the account (404 counts as done).
     Delete,
+    /// Add the subject's account to the group named by [`Operation::group`] (created if absent).
+    GroupAdd,
+    /// Remove the subject's account from the group named by [`Operation::group`].
+    GroupRemove,
 }
 
 impl OpKind {
@@ -28,6 +32,8 @@ impl OpKind {
             OpKind::Deactivate => "deactivate",
             OpKind::Reactivate => "reactivate",
             OpKind::Delete => "delete",
+            OpKind::GroupAdd => "group_add",
+            OpKind::GroupRemove => "group_remove",
         }
     }
 
@@ -96,6 +102,19 @@ pub struct Operation {
     /// W3C trace context to continue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// For group operations: the group's `displayName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Attributes of `resource` sent only when the account is created, never in updates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub create_only: Vec<String>,
+    /// The minimal PATCH from the previously planned state to `resource`, when there was one; used
+    /// instead of replacing every owned attribute when the account already exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<serde_json::Value>,
+    /// The subject id of the person's manager, resolved to the target's id at delivery time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_subject: Option<String>,
 }
 
 /// An operation as it sits in a target's durable queue.
@@ -103,5 +122,17 @@ pub struct Operation {
 pub struct QueuedOp {
     /// Position in the target's queue (assigned by the store's writer; increasing).
     pub seq: u64,
+    pub op: Operation,
+}
+
+/// An operation held until `due` (effective dating: a future hire, the last working day).
+///
+/// At most one operation is scheduled per `(target, subject, slot)`: scheduling again with the same
+/// slot moves it (replaces the previous one), and a later event can cancel it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledOp {
+    pub due: DateTime<Utc>,
+    /// Distinguishes independent schedules of one subject on one target (e.g. the lifecycle action).
+    pub slot: String,
     pub op: Operation,
 }

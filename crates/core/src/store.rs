@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent, SubjectState,
+    AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent, ScheduledOp,
+    SubjectState,
 };
 
 /// A boxed, sendable future (keeps the port object-safe).
@@ -44,6 +45,17 @@ pub enum Mutation {
     LogAppend(Vec<u8>),
     /// Marks embedded-log entries up to and including `upto` as consumed and drops them.
     LogConsumed { upto: u64 },
+    /// Holds an operation until its due time; replaces whatever was scheduled for the same
+    /// `(op.target, op.subject, slot)`.
+    Schedule(ScheduledOp),
+    /// Cancels the operation scheduled for `(target, subject, slot)`, if any (idempotent).
+    Unschedule {
+        target: String,
+        subject: String,
+        slot: String,
+    },
+    /// Removes dead letter `seq` (after a redrive or a discard; idempotent).
+    RemoveDeadLetter { seq: u64 },
 }
 
 /// What the writer assigned while applying a batch.
@@ -128,4 +140,26 @@ pub trait Store: Send + Sync + 'static {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, DeadLetter)>, StoreError>;
+
+    /// Up to `limit` scheduled operations due at or before `now`, earliest first.
+    fn scheduled_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduledOp>, StoreError>;
+
+    /// Up to `limit` scheduled operations (all, or of one target), earliest first.
+    fn scheduled_list(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScheduledOp>, StoreError>;
+
+    /// The operation scheduled for `(target, subject, slot)`, if any.
+    fn scheduled_get(
+        &self,
+        target: &str,
+        subject: &str,
+        slot: &str,
+    ) -> Result<Option<ScheduledOp>, StoreError>;
 }

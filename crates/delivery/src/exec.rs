@@ -14,8 +14,9 @@
 //! that ignore or mishandle filters cannot cause a wrong binding); a 409 on create is resolved by
 //! lookup + bind + converge; a 404 on update re-looks-up; 404 on delete/deactivate counts as done.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
@@ -55,6 +56,8 @@ pub struct Executor {
     permits: Semaphore,
     max_attempts: u32,
     backoff: backon::ExponentialBuilder,
+    /// Group `displayName` → id on this target (dropped on 404).
+    group_ids: Mutex<HashMap<String, String>>,
 }
 
 impl Executor {
@@ -76,6 +79,7 @@ impl Executor {
                 .with_max_delay(Duration::from_secs(30))
                 .with_jitter()
                 .without_max_times(),
+            group_ids: Mutex::default(),
         })
     }
 
@@ -163,6 +167,151 @@ impl Run<'_> {
             OpKind::Update => self.converge(false).await,
             OpKind::Deactivate => self.deactivate().await,
             OpKind::Delete => self.delete().await,
+            OpKind::GroupAdd => self.membership(true).await,
+            OpKind::GroupRemove => self.membership(false).await,
+        }
+    }
+
+    /// Finds a group by `displayName` (verified, not trusting the filter), using the executor's cache.
+    async fn find_group(&mut self, name: &str) -> Result<Option<String>, CallError> {
+        if let Some(id) = self
+            .exec
+            .group_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Ok(Some(id.clone()));
+        }
+        let filter = Filter::try_eq("displayName", name.to_owned())
+            .map(|f| f.to_string())
+            .map_err(|e| permanent(format!("cannot build a group filter: {e}")))?;
+        let reply = self
+            .call(Method::GET, "/Groups", &[("filter", &filter)], None)
+            .await?;
+        let found: Vec<String> = reply
+            .body
+            .as_ref()
+            .and_then(|b| b.get("Resources"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|g| {
+                g.get("displayName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
+            })
+            .filter_map(|g| g.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [id] => {
+                self.remember_group(name, id);
+                Ok(Some(id.clone()))
+            }
+            many => Err(permanent(format!(
+                "{} groups are named {name:?}; refusing to guess",
+                many.len()
+            ))),
+        }
+    }
+
+    fn remember_group(&self, name: &str, id: &str) {
+        self.exec
+            .group_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), id.to_owned());
+    }
+
+    fn forget_group(&self, name: &str) {
+        self.exec
+            .group_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    /// Adds the subject's account to (or removes it from) the operation's group.
+    async fn membership(&mut self, add: bool) -> Result<Outcome, CallError> {
+        let name = self
+            .op
+            .group
+            .clone()
+            .ok_or_else(|| permanent("group operation without a group name".into()))?;
+        let Some(user) = self.resolve().await? else {
+            return if add {
+                Err(CallError {
+                    class: ErrorClass::Retryable,
+                    status: None,
+                    scim_type: None,
+                    detail:
+                        "the account does not exist yet; it must be created before joining a group"
+                            .into(),
+                    retry_after: None,
+                })
+            } else {
+                Ok(Outcome::NoOp)
+            };
+        };
+        let group = match self.find_group(&name).await? {
+            Some(g) => g,
+            None if add => {
+                let body = json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": name,
+                    "members": [{"value": user}],
+                });
+                return match self.call(Method::POST, "/Groups", &[], Some(&body)).await {
+                    Ok(reply) => {
+                        if let Some(id) = reply
+                            .body
+                            .as_ref()
+                            .and_then(|b| b.get("id"))
+                            .and_then(Value::as_str)
+                        {
+                            self.remember_group(&name, id);
+                        }
+                        Ok(Outcome::Applied)
+                    }
+                    // Created concurrently by another worker: retry, which finds it.
+                    Err(e) if e.class == ErrorClass::Conflict => Err(CallError {
+                        class: ErrorClass::Retryable,
+                        retry_after: Some(Duration::ZERO),
+                        ..e
+                    }),
+                    Err(e) => Err(e),
+                };
+            }
+            None => return Ok(Outcome::NoOp),
+        };
+        let op = if add {
+            json!({"op": "add", "path": "members", "value": [{"value": user}]})
+        } else {
+            json!({"op": "remove", "path": format!("members[value eq \"{user}\"]")})
+        };
+        let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]});
+        match self
+            .call(
+                Method::PATCH,
+                &format!("/Groups/{group}"),
+                &[],
+                Some(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(Outcome::Applied),
+            Err(e) if e.status == Some(404) => {
+                self.forget_group(&name);
+                Err(CallError {
+                    class: ErrorClass::Retryable,
+                    retry_after: Some(Duration::ZERO),
+                    ..e
+                })
+            }
+            // Removing a member that is not there is already the desired state.
+            Err(e) if !add && e.scim_type.as_deref() == Some("noTarget") => Ok(Outcome::NoOp),
+            Err(e) => Err(e),
         }
     }
 
@@ -372,6 +521,16 @@ impl Run<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+fn permanent(detail: String) -> CallError {
+    CallError {
+        class: ErrorClass::Permanent,
+        status: None,
+        scim_type: None,
+        detail,
+        retry_after: None,
     }
 }
 

@@ -280,7 +280,7 @@ impl Mapping {
             OpKind::Deactivate => {
                 resource.insert("active".into(), Value::Bool(false));
             }
-            OpKind::Update | OpKind::Delete => {}
+            OpKind::Update | OpKind::Delete | OpKind::GroupAdd | OpKind::GroupRemove => {}
         }
         let matching: Vec<MatchKey> = t
             .matching
@@ -319,6 +319,10 @@ impl Mapping {
             matching,
             mapping_version: self.version.clone(),
             traceparent: event.traceparent.clone(),
+            group: None,
+            create_only: Vec::new(),
+            patch: None,
+            manager_subject: None,
         })
     }
 }

@@ -57,6 +57,10 @@ fn op(target: &str, id: &str) -> Operation {
         matching: Vec::new(),
         mapping_version: "m1".into(),
         traceparent: None,
+        group: None,
+        create_only: Vec::new(),
+        patch: None,
+        manager_subject: None,
     }
 }
 

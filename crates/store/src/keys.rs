@@ -27,6 +27,7 @@ pub(crate) const AUDIT: &[u8] = b"audit:";
 pub(crate) const REJECTED: &[u8] = b"rej:";
 pub(crate) const DEAD_LETTER: &[u8] = b"dl:";
 pub(crate) const LOG: &[u8] = b"log:";
+pub(crate) const SCHEDULED: &[u8] = b"sched:";
 
 /// Separates a target name from what follows it in a key.
 const SEP: u8 = 0;
@@ -67,6 +68,23 @@ pub(crate) fn queue_target(key: &[u8]) -> Option<&str> {
 /// `bind:{target}\0{subject}`
 pub(crate) fn bind(target: &str, subject: &str) -> Vec<u8> {
     concat(&[BIND, target.as_bytes(), &[SEP], subject.as_bytes()])
+}
+
+/// `sched:{target}\0` — the prefix of one target's scheduled operations.
+pub(crate) fn scheduled_prefix(target: &str) -> Vec<u8> {
+    concat(&[SCHEDULED, target.as_bytes(), &[SEP]])
+}
+
+/// `sched:{target}\0{subject}\0{slot}`
+pub(crate) fn scheduled(target: &str, subject: &str, slot: &str) -> Vec<u8> {
+    concat(&[
+        SCHEDULED,
+        target.as_bytes(),
+        &[SEP],
+        subject.as_bytes(),
+        &[SEP],
+        slot.as_bytes(),
+    ])
 }
 
 /// `{prefix}{seq BE}`

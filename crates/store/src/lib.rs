@@ -72,9 +72,10 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+use chrono::{DateTime, Utc};
 use scimflow_core::audit::GENESIS_HASH;
 use scimflow_core::store::{BoxFuture, CommitReceipt, DeadLetter, Mutation, Store, StoreError};
-use scimflow_core::{AuditRecord, QueuedOp, RejectedEvent, SubjectState};
+use scimflow_core::{AuditRecord, QueuedOp, RejectedEvent, ScheduledOp, SubjectState};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
@@ -589,6 +590,26 @@ fn prepare(batch: Vec<Mutation>) -> Result<Vec<Prepared>, StoreError> {
                 Mutation::DeadLetter(dl) => Prepared::DeadLetter(encode("dead letter", &dl)?),
                 Mutation::LogAppend(bytes) => Prepared::LogAppend(bytes),
                 Mutation::LogConsumed { upto } => Prepared::LogConsumed(upto),
+                Mutation::Schedule(sched) => {
+                    check_target(&sched.op.target)?;
+                    Prepared::Put {
+                        key: keys::scheduled(&sched.op.target, &sched.op.subject, &sched.slot),
+                        value: encode("scheduled operation", &sched)?,
+                    }
+                }
+                Mutation::Unschedule {
+                    target,
+                    subject,
+                    slot,
+                } => {
+                    check_target(&target)?;
+                    Prepared::Remove {
+                        key: keys::scheduled(&target, &subject, &slot),
+                    }
+                }
+                Mutation::RemoveDeadLetter { seq } => Prepared::Remove {
+                    key: keys::seq(keys::DEAD_LETTER, seq),
+                },
             })
         })
         .collect()
@@ -706,6 +727,55 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<(u64, DeadLetter)>, StoreError> {
         self.scan_decoded(keys::DEAD_LETTER, after, limit)
+    }
+
+    fn scheduled_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduledOp>, StoreError> {
+        let mut all = self.scheduled_under(keys::SCHEDULED)?;
+        all.retain(|s| s.due <= now);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn scheduled_list(
+        &self,
+        target: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScheduledOp>, StoreError> {
+        let prefix = match target {
+            Some(t) => keys::scheduled_prefix(t),
+            None => keys::SCHEDULED.to_vec(),
+        };
+        let mut all = self.scheduled_under(&prefix)?;
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn scheduled_get(
+        &self,
+        target: &str,
+        subject: &str,
+        slot: &str,
+    ) -> Result<Option<ScheduledOp>, StoreError> {
+        let key = keys::scheduled(target, subject, slot);
+        self.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+}
+
+impl SledStore {
+    /// Every scheduled operation under `prefix`, earliest due first. Scheduled operations are few
+    /// (future-dated changes), so a scan is cheaper than maintaining a second, time-ordered index.
+    fn scheduled_under(&self, prefix: &[u8]) -> Result<Vec<ScheduledOp>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.tree.scan_prefix(prefix) {
+            let (k, v) = item.map_err(|e| StoreError::Io(e.to_string()))?;
+            out.push(decode::<ScheduledOp>(&k, &v)?);
+        }
+        out.sort_by(|a, b| a.due.cmp(&b.due));
+        Ok(out)
     }
 }
 

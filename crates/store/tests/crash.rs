@@ -43,6 +43,10 @@ fn op(id: &str) -> Operation {
         matching: Vec::new(),
         mapping_version: "m".into(),
         traceparent: None,
+        group: None,
+        create_only: Vec::new(),
+        patch: None,
+        manager_subject: None,
     }
 }
 
