@@ -115,6 +115,10 @@ pub struct Operation {
     /// The subject id of the person's manager, resolved to the target's id at delivery time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager_subject: Option<String>,
+    /// Fallback values per attribute (e.g. `userName` candidates), tried in order when a create is
+    /// refused as a uniqueness conflict with an account that is not this subject's.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub alternatives: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// An operation as it sits in a target's durable queue.

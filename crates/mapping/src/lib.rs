@@ -323,6 +323,8 @@ impl Mapping {
             create_only: Vec::new(),
             patch: None,
             manager_subject: None,
+            alternatives: Default::default(),
+        alternatives: Default::default(),
         })
     }
 }

@@ -61,6 +61,7 @@ fn op(target: &str, id: &str) -> Operation {
         create_only: Vec::new(),
         patch: None,
         manager_subject: None,
+        alternatives: Default::default(),
     }
 }
 

@@ -47,6 +47,7 @@ fn op(id: &str) -> Operation {
         create_only: Vec::new(),
         patch: None,
         manager_subject: None,
+        alternatives: Default::default(),
     }
 }
 
