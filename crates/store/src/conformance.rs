@@ -20,7 +20,7 @@ use scimflow_core::audit::{verify_chain, GENESIS_HASH};
 use scimflow_core::store::{DeadLetter, Mutation, Store};
 use scimflow_core::{
     AuditEntry, AuditRecord, ErrorClass, EventOrigin, OpKind, Operation, RejectedEvent,
-    SubjectState,
+    ScheduledOp, SubjectState,
 };
 
 /// Runs every behaviour of this module in turn.
@@ -36,6 +36,9 @@ pub async fn run_all<S: Store + Clone>(make: impl Fn(&Path) -> S) {
     counters_survive_reopen(&make).await;
     rejected_and_dead_letter_scans(&make).await;
     concurrent_committers(&make).await;
+    schedule_replace_and_cancel(&make).await;
+    scheduled_reads(&make).await;
+    remove_dead_letter(&make).await;
 }
 
 fn time() -> DateTime<Utc> {
@@ -832,4 +835,270 @@ pub async fn concurrent_committers<S: Store + Clone>(make: &impl Fn(&Path) -> S)
         "concurrent: durable across reopen"
     );
     assert_eq!(verify_chain(&all_audit(&store), 1, GENESIS_HASH), Ok(50));
+}
+
+fn at(day: u32) -> DateTime<Utc> {
+    format!("2026-02-{day:02}T09:00:00Z")
+        .parse()
+        .expect("valid timestamp")
+}
+
+/// An operation of `subject` on `target`, scheduled in `slot` for 2026-02-`day`.
+fn scheduled(target: &str, subject: &str, slot: &str, day: u32) -> ScheduledOp {
+    let mut op = op(target, &format!("{target}-{subject}-{slot}-{day}"));
+    op.subject = subject.into();
+    ScheduledOp {
+        due: at(day),
+        slot: slot.into(),
+        op,
+    }
+}
+
+fn unschedule(target: &str, subject: &str, slot: &str) -> Mutation {
+    Mutation::Unschedule {
+        target: target.into(),
+        subject: subject.into(),
+        slot: slot.into(),
+    }
+}
+
+/// Scheduling again in the same `(target, subject, slot)` moves the operation; other slots,
+/// subjects and targets are independent; `Unschedule` cancels one and is idempotent.
+pub async fn schedule_replace_and_cancel<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    let dir = tempdir();
+    let store = make(dir.path());
+    assert_eq!(store.scheduled_get("crm", "E1", "hire").unwrap(), None);
+    commit(
+        &store,
+        vec![
+            Mutation::Schedule(scheduled("crm", "E1", "hire", 10)),
+            Mutation::Schedule(scheduled("crm", "E1", "leave", 20)),
+            Mutation::Schedule(scheduled("crm", "E2", "hire", 11)),
+            Mutation::Schedule(scheduled("crm2", "E1", "hire", 12)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.scheduled_get("crm", "E1", "hire").unwrap(),
+        Some(scheduled("crm", "E1", "hire", 10)),
+        "schedule: round-trips"
+    );
+    // Move: same slot, new due time and operation.
+    commit(
+        &store,
+        vec![Mutation::Schedule(scheduled("crm", "E1", "hire", 5))],
+    )
+    .await;
+    assert_eq!(
+        store.scheduled_get("crm", "E1", "hire").unwrap(),
+        Some(scheduled("crm", "E1", "hire", 5)),
+        "schedule: same slot replaces"
+    );
+    assert_eq!(
+        store.scheduled_list(None, 100).unwrap().len(),
+        4,
+        "schedule: a move does not add an entry"
+    );
+    assert_eq!(
+        store.scheduled_get("crm", "E1", "leave").unwrap(),
+        Some(scheduled("crm", "E1", "leave", 20)),
+        "schedule: other slot untouched"
+    );
+    assert_eq!(
+        store.scheduled_get("crm2", "E1", "hire").unwrap(),
+        Some(scheduled("crm2", "E1", "hire", 12)),
+        "schedule: other target untouched"
+    );
+    assert_eq!(
+        store.scheduled_get("crm", "E2", "hire").unwrap(),
+        Some(scheduled("crm", "E2", "hire", 11)),
+        "schedule: other subject untouched"
+    );
+    assert_eq!(
+        store.scheduled_get("cr", "mE1", "hire").unwrap(),
+        None,
+        "schedule: keys are unambiguous"
+    );
+
+    // Cancel, again, and a slot that never existed: all succeed.
+    commit(&store, vec![unschedule("crm", "E1", "hire")]).await;
+    commit(
+        &store,
+        vec![
+            unschedule("crm", "E1", "hire"),
+            unschedule("crm", "E9", "nothing"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.scheduled_get("crm", "E1", "hire").unwrap(),
+        None,
+        "unschedule: cancelled"
+    );
+    assert!(store.scheduled_get("crm", "E1", "leave").unwrap().is_some());
+    assert!(store.scheduled_get("crm2", "E1", "hire").unwrap().is_some());
+    // Schedule then cancel in one batch: the later mutation wins; and the reverse.
+    commit(
+        &store,
+        vec![
+            Mutation::Schedule(scheduled("crm", "E3", "hire", 1)),
+            unschedule("crm", "E3", "hire"),
+            unschedule("crm", "E4", "hire"),
+            Mutation::Schedule(scheduled("crm", "E4", "hire", 2)),
+        ],
+    )
+    .await;
+    assert_eq!(store.scheduled_get("crm", "E3", "hire").unwrap(), None);
+    assert!(store.scheduled_get("crm", "E4", "hire").unwrap().is_some());
+    // Durable across a reopen.
+    drop(store);
+    let store = make(dir.path());
+    let slots: Vec<(String, String, String)> = store
+        .scheduled_list(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.op.target, s.op.subject, s.slot))
+        .collect();
+    let want = [
+        ("crm", "E4", "hire"),
+        ("crm", "E2", "hire"),
+        ("crm2", "E1", "hire"),
+        ("crm", "E1", "leave"),
+    ]
+    .map(|(t, s, l)| (t.to_owned(), s.to_owned(), l.to_owned()));
+    assert_eq!(slots, want, "schedule: what remains after a reopen");
+}
+
+/// `scheduled_due` returns only what is due, earliest first, up to `limit`; `scheduled_list`
+/// lists one target or all, earliest first, up to `limit`.
+pub async fn scheduled_reads<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    let dir = tempdir();
+    let store = make(dir.path());
+    assert!(store.scheduled_due(at(28), 10).unwrap().is_empty());
+    assert!(store.scheduled_list(None, 10).unwrap().is_empty());
+    // Inserted out of due order, across targets whose names are prefixes of each other.
+    commit(
+        &store,
+        vec![
+            Mutation::Schedule(scheduled("crm", "E1", "a", 15)),
+            Mutation::Schedule(scheduled("crm2", "E2", "a", 3)),
+            Mutation::Schedule(scheduled("crm", "E3", "a", 9)),
+            Mutation::Schedule(scheduled("hr", "E4", "a", 1)),
+            Mutation::Schedule(scheduled("crm", "E5", "a", 20)),
+        ],
+    )
+    .await;
+    let days = |v: Vec<ScheduledOp>| -> Vec<String> {
+        v.into_iter()
+            .map(|s| format!("{}/{}", s.op.target, s.op.subject))
+            .collect()
+    };
+    assert_eq!(
+        days(store.scheduled_due(at(9), 100).unwrap()),
+        ["hr/E4", "crm2/E2", "crm/E3"],
+        "due: only due ones (due == now included), earliest first"
+    );
+    assert_eq!(
+        days(store.scheduled_due(at(28), 2).unwrap()),
+        ["hr/E4", "crm2/E2"],
+        "due: limit keeps the earliest"
+    );
+    assert!(
+        store
+            .scheduled_due(at(1) - chrono::Duration::seconds(1), 10)
+            .unwrap()
+            .is_empty(),
+        "due: nothing before the earliest"
+    );
+    assert!(store.scheduled_due(at(28), 0).unwrap().is_empty());
+    assert_eq!(
+        days(store.scheduled_list(Some("crm"), 100).unwrap()),
+        ["crm/E3", "crm/E1", "crm/E5"],
+        "list: one target only (not its prefix-sharing neighbour), earliest first"
+    );
+    assert_eq!(
+        days(store.scheduled_list(Some("crm"), 2).unwrap()),
+        ["crm/E3", "crm/E1"],
+        "list: limit"
+    );
+    assert!(store.scheduled_list(Some("cr"), 100).unwrap().is_empty());
+    assert!(store.scheduled_list(Some("nope"), 100).unwrap().is_empty());
+    assert_eq!(
+        days(store.scheduled_list(None, 100).unwrap()),
+        ["hr/E4", "crm2/E2", "crm/E3", "crm/E1", "crm/E5"],
+        "list: all targets, earliest first"
+    );
+    // Moving one changes its place in the order; cancelling removes it from both reads.
+    commit(
+        &store,
+        vec![
+            Mutation::Schedule(scheduled("crm", "E5", "a", 2)),
+            unschedule("hr", "E4", "a"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        days(store.scheduled_due(at(9), 100).unwrap()),
+        ["crm/E5", "crm2/E2", "crm/E3"],
+        "due: follows moves and cancellations"
+    );
+}
+
+/// `RemoveDeadLetter` removes one dead letter (idempotently); scans no longer show it, and its
+/// position is never reused.
+pub async fn remove_dead_letter<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    let dir = tempdir();
+    let store = make(dir.path());
+    commit(
+        &store,
+        vec![
+            Mutation::DeadLetter(dead_letter("d0")),
+            Mutation::DeadLetter(dead_letter("d1")),
+            Mutation::DeadLetter(dead_letter("d2")),
+        ],
+    )
+    .await;
+    let dl = store.dead_letter_scan(None, 10).unwrap();
+    let seqs: Vec<u64> = dl.iter().map(|(s, _)| *s).collect();
+    commit(&store, vec![Mutation::RemoveDeadLetter { seq: seqs[1] }]).await;
+    let ids = |store: &S| -> Vec<String> {
+        store
+            .dead_letter_scan(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d.op.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(&store),
+        ["d0", "d2"],
+        "remove dead letter: gone from the scan"
+    );
+    assert_eq!(
+        store.dead_letter_scan(Some(seqs[0]), 10).unwrap(),
+        vec![dl[2].clone()],
+        "remove dead letter: paging skips it"
+    );
+    // Again, plus a position that never existed: both succeed and change nothing.
+    commit(
+        &store,
+        vec![
+            Mutation::RemoveDeadLetter { seq: seqs[1] },
+            Mutation::RemoveDeadLetter { seq: 9_999_999 },
+        ],
+    )
+    .await;
+    assert_eq!(ids(&store), ["d0", "d2"], "remove dead letter: idempotent");
+    // Removing the newest one does not let its position be reused, even after a reopen.
+    commit(&store, vec![Mutation::RemoveDeadLetter { seq: seqs[2] }]).await;
+    drop(store);
+    let store = make(dir.path());
+    assert_eq!(ids(&store), ["d0"], "remove dead letter: durable");
+    commit(&store, vec![Mutation::DeadLetter(dead_letter("d3"))]).await;
+    let dl = store.dead_letter_scan(None, 10).unwrap();
+    assert!(
+        dl.len() == 2 && dl[1].0 > seqs[2],
+        "remove dead letter: positions are not reused: {:?}",
+        dl.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
 }

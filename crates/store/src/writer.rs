@@ -1,4 +1,6 @@
-//! The single writer thread: group commit of every batch into one atomic `sled::Batch` and one flush.
+//! The single writer thread, engine-independent: group commit of every waiting batch into one
+//! atomic, durable engine write ([`Durable::write`]): one `sled::Batch` + `flush()`, or one redb write
+//! transaction committed with `Durability::Immediate`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use scimflow_core::store::{CommitReceipt, StoreError};
 use scimflow_core::{AuditEntry, AuditRecord};
 use tokio::sync::oneshot;
 
+use crate::engine::{Durable, Txn};
 use crate::keys;
 
 /// A mutation with everything that does not depend on writer state already encoded by the caller.
@@ -107,8 +110,8 @@ pub(crate) struct Counters {
     pub(crate) log_consumed: Option<u64>,
 }
 
-pub(crate) struct Writer {
-    pub(crate) tree: sled::Tree,
+pub(crate) struct Writer<D: Durable> {
+    pub(crate) durable: D,
     pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Counters,
     pub(crate) max_batch_mutations: usize,
@@ -125,11 +128,7 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-fn io(what: &str, e: sled::Error) -> String {
-    format!("{what} failed: {e}")
-}
-
-impl Writer {
+impl<D: Durable> Writer<D> {
     /// Runs until every sender is gone (close) or a write fails.
     pub(crate) fn run(mut self, rx: Receiver<Job>) {
         let shared = Arc::clone(&self.shared);
@@ -183,121 +182,120 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.tree.flush() {
-            self.shared.fail(io("final flush at shutdown", e));
+        if let Err(e) = self.durable.shutdown() {
+            self.shared
+                .fail(format!("final flush at shutdown failed: {e}"));
         }
         tracing::debug!("store writer stopped");
     }
 
-    /// Applies `batches` as one atomic sled batch and flushes once; returns one receipt per batch.
+    /// Applies `batches` as one atomic, durable engine write; returns one receipt per batch.
     fn commit_group(&mut self, batches: Vec<Vec<Prepared>>) -> Result<Vec<CommitReceipt>, String> {
-        let mut st = self.counters.clone();
-        let mut batch = sled::Batch::default();
+        let before = self.counters.clone();
+        let mut st = before.clone();
         // Queue keys touched by this group: whether they exist once the group is applied.
         let mut queue_present: HashMap<Vec<u8>, bool> = HashMap::new();
         let mut deltas: HashMap<String, i64> = HashMap::new();
-        let mut appended_logs: Vec<u64> = Vec::new();
         let mut receipts = Vec::with_capacity(batches.len());
         let mut n_mutations = 0u64;
+        #[cfg(test)]
+        let inject = self.shared.fail_next_flush.swap(false, Ordering::SeqCst);
+        let mut batches = Some(batches);
 
-        for mutations in batches {
-            let mut receipt = CommitReceipt::default();
-            n_mutations += mutations.len() as u64;
-            for m in mutations {
-                match m {
-                    Prepared::Put { key, value } => batch.insert(key, value),
-                    Prepared::Remove { key } => batch.remove(key),
-                    Prepared::Enqueue { target, value } => {
-                        st.queue += 1;
-                        let key = keys::queue(&target, st.queue);
-                        batch.insert(key.clone(), value);
-                        queue_present.insert(key, true);
-                        *deltas.entry(target.clone()).or_default() += 1;
-                        receipt.queue_seqs.push((target, st.queue));
-                    }
-                    Prepared::Dequeue { target, seq } => {
-                        let key = keys::queue(&target, seq);
-                        let present = match queue_present.get(&key) {
-                            Some(p) => *p,
-                            None => self
-                                .tree
-                                .contains_key(&key)
-                                .map_err(|e| io("reading a queue entry", e))?,
-                        };
-                        if present {
-                            *deltas.entry(target).or_default() -= 1;
-                            batch.remove(key.clone());
+        self.durable.write(&mut |txn: &mut dyn Txn| {
+            let batches = batches.take().expect("the engine builds a group once");
+            let mut appended_logs: Vec<u64> = Vec::new();
+            for mutations in batches {
+                let mut receipt = CommitReceipt::default();
+                n_mutations += mutations.len() as u64;
+                for m in mutations {
+                    match m {
+                        Prepared::Put { key, value } => txn.put(key, value)?,
+                        Prepared::Remove { key } => txn.remove(key)?,
+                        Prepared::Enqueue { target, value } => {
+                            st.queue += 1;
+                            let key = keys::queue(&target, st.queue);
+                            txn.put(key.clone(), value)?;
+                            queue_present.insert(key, true);
+                            *deltas.entry(target.clone()).or_default() += 1;
+                            receipt.queue_seqs.push((target, st.queue));
                         }
-                        queue_present.insert(key, false);
-                    }
-                    Prepared::Audit(entry) => {
-                        st.audit += 1;
-                        let record = AuditRecord::chain(st.audit, *entry, &st.audit_hash);
-                        let value = serde_json::to_vec(&record).map_err(|e| {
-                            format!("encoding audit record #{} failed: {e}", st.audit)
-                        })?;
-                        st.audit_hash = record.hash;
-                        batch.insert(keys::seq(keys::AUDIT, st.audit), value);
-                        receipt.audit_seqs.push(st.audit);
-                    }
-                    Prepared::Reject(value) => {
-                        st.rejected += 1;
-                        batch.insert(keys::seq(keys::REJECTED, st.rejected), value);
-                    }
-                    Prepared::DeadLetter(value) => {
-                        st.dead_letter += 1;
-                        batch.insert(keys::seq(keys::DEAD_LETTER, st.dead_letter), value);
-                    }
-                    Prepared::LogAppend(bytes) => {
-                        st.log += 1;
-                        batch.insert(keys::seq(keys::LOG, st.log), bytes);
-                        appended_logs.push(st.log);
-                        receipt.log_seqs.push(st.log);
-                    }
-                    Prepared::LogConsumed(upto) => {
-                        let end = match upto.checked_add(1) {
-                            Some(next) => keys::seq(keys::LOG, next),
-                            None => keys::prefix_end(keys::LOG),
-                        };
-                        for item in self.tree.range(keys::LOG.to_vec()..end) {
-                            let (key, _) = item.map_err(|e| io("scanning the embedded log", e))?;
-                            batch.remove(key);
+                        Prepared::Dequeue { target, seq } => {
+                            let key = keys::queue(&target, seq);
+                            let present = match queue_present.get(&key) {
+                                Some(p) => *p,
+                                None => txn
+                                    .contains(&key)
+                                    .map_err(|e| format!("reading a queue entry failed: {e}"))?,
+                            };
+                            if present {
+                                *deltas.entry(target).or_default() -= 1;
+                                txn.remove(key.clone())?;
+                            }
+                            queue_present.insert(key, false);
                         }
-                        for seq in appended_logs.iter().filter(|s| **s <= upto) {
-                            batch.remove(keys::seq(keys::LOG, *seq));
+                        Prepared::Audit(entry) => {
+                            st.audit += 1;
+                            let record = AuditRecord::chain(st.audit, *entry, &st.audit_hash);
+                            let value = serde_json::to_vec(&record).map_err(|e| {
+                                format!("encoding audit record #{} failed: {e}", st.audit)
+                            })?;
+                            st.audit_hash = record.hash;
+                            txn.put(keys::seq(keys::AUDIT, st.audit), value)?;
+                            receipt.audit_seqs.push(st.audit);
                         }
-                        let cursor = st.log_consumed.map_or(upto, |c| c.max(upto));
-                        st.log_consumed = Some(cursor);
-                        batch.insert(keys::LOG_CONSUMED, &cursor.to_be_bytes());
+                        Prepared::Reject(value) => {
+                            st.rejected += 1;
+                            txn.put(keys::seq(keys::REJECTED, st.rejected), value)?;
+                        }
+                        Prepared::DeadLetter(value) => {
+                            st.dead_letter += 1;
+                            txn.put(keys::seq(keys::DEAD_LETTER, st.dead_letter), value)?;
+                        }
+                        Prepared::LogAppend(bytes) => {
+                            st.log += 1;
+                            txn.put(keys::seq(keys::LOG, st.log), bytes)?;
+                            appended_logs.push(st.log);
+                            receipt.log_seqs.push(st.log);
+                        }
+                        Prepared::LogConsumed(upto) => {
+                            let end = match upto.checked_add(1) {
+                                Some(next) => keys::seq(keys::LOG, next),
+                                None => keys::prefix_end(keys::LOG),
+                            };
+                            txn.remove_range(keys::LOG, &end).map_err(|e| {
+                                format!("dropping consumed log entries failed: {e}")
+                            })?;
+                            for seq in appended_logs.iter().filter(|s| **s <= upto) {
+                                txn.remove(keys::seq(keys::LOG, *seq))?;
+                            }
+                            let cursor = st.log_consumed.map_or(upto, |c| c.max(upto));
+                            st.log_consumed = Some(cursor);
+                            txn.put(keys::LOG_CONSUMED.to_vec(), cursor.to_be_bytes().to_vec())?;
+                        }
                     }
                 }
+                receipts.push(receipt);
             }
-            receipts.push(receipt);
-        }
 
-        // Counters travel in the same atomic batch as the entries that used them.
-        let before = &self.counters;
-        for (key, old, new) in [
-            (keys::SEQ_QUEUE, before.queue, st.queue),
-            (keys::SEQ_LOG, before.log, st.log),
-            (keys::SEQ_REJECTED, before.rejected, st.rejected),
-            (keys::SEQ_DEAD_LETTER, before.dead_letter, st.dead_letter),
-        ] {
-            if old != new {
-                batch.insert(key, &new.to_be_bytes());
+            // Counters travel in the same atomic write as the entries that used them.
+            for (key, old, new) in [
+                (keys::SEQ_QUEUE, before.queue, st.queue),
+                (keys::SEQ_LOG, before.log, st.log),
+                (keys::SEQ_REJECTED, before.rejected, st.rejected),
+                (keys::SEQ_DEAD_LETTER, before.dead_letter, st.dead_letter),
+            ] {
+                if old != new {
+                    txn.put(key.to_vec(), new.to_be_bytes().to_vec())?;
+                }
             }
-        }
 
-        #[cfg(test)]
-        if self.shared.fail_next_flush.swap(false, Ordering::SeqCst) {
-            return Err("applying a write batch failed: injected failure (test)".into());
-        }
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| io("applying a write batch", e))?;
-        self.tree
-            .flush()
-            .map_err(|e| io("flushing the store to disk", e))?;
+            #[cfg(test)]
+            if inject {
+                return Err("applying a write batch failed: injected failure (test)".into());
+            }
+            Ok(())
+        })?;
 
         // Durable: publish the new state before anyone is answered.
         self.counters = st;

@@ -1,5 +1,5 @@
 //! kill -9 in the middle of committing: every acknowledged commit is on disk after a restart, and
-//! no commit is partially applied.
+//! no commit is partially applied. Runs against both engines.
 //!
 //! The parent test re-executes this test binary with `CHILD_DIR_ENV` set; the child (`crash_child`)
 //! commits batches from several tasks in a loop and prints `ACK <id> <queue seq>` after each commit
@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use scimflow_core::audit::{verify_chain, GENESIS_HASH};
-use scimflow_core::store::{Mutation, Store};
+use scimflow_core::store::Mutation;
 use scimflow_core::{AuditEntry, OpKind, Operation, SubjectState};
-use scimflow_store::{SledStore, StoreOptions};
+use scimflow_store::{Engine, StoreOptions};
 
 const CHILD_DIR_ENV: &str = "SCIMFLOW_STORE_CRASH_CHILD_DIR";
 const CHILD_ROUND_ENV: &str = "SCIMFLOW_STORE_CRASH_CHILD_ROUND";
+const CHILD_ENGINE_ENV: &str = "SCIMFLOW_STORE_CRASH_CHILD_ENGINE";
 const TARGET: &str = "t";
 const COMMITTERS: u64 = 8;
 const ROUNDS: u32 = 3;
@@ -103,17 +104,18 @@ fn crash_child() {
         return;
     };
     let round: u32 = std::env::var(CHILD_ROUND_ENV).unwrap().parse().unwrap();
+    let engine: Engine = std::env::var(CHILD_ENGINE_ENV).unwrap().parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let store = SledStore::open(Path::new(&dir), StoreOptions::default()).unwrap();
+        let store = scimflow_store::open(engine, Path::new(&dir), StoreOptions::default()).unwrap();
         let next = Arc::new(AtomicU64::new(0));
         let tasks: Vec<_> = (0..COMMITTERS)
             .map(|_| {
-                let (store, next) = (store.clone(), Arc::clone(&next));
+                let (store, next) = (Arc::clone(&store), Arc::clone(&next));
                 tokio::spawn(async move {
                     loop {
                         let id = format!("{round}-{}", next.fetch_add(1, Ordering::SeqCst));
@@ -133,11 +135,12 @@ fn crash_child() {
 
 /// Runs one child until it has acknowledged `ACKS_BEFORE_KILL` commits, SIGKILLs it, and returns
 /// every acknowledgement it printed.
-fn run_and_kill(dir: &Path, round: u32) -> Vec<(String, u64)> {
+fn run_and_kill(engine: Engine, dir: &Path, round: u32) -> Vec<(String, u64)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_ENV, dir)
         .env(CHILD_ROUND_ENV, round.to_string())
+        .env(CHILD_ENGINE_ENV, engine.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -167,15 +170,25 @@ fn run_and_kill(dir: &Path, round: u32) -> Vec<(String, u64)> {
 }
 
 #[test]
-fn acknowledged_commits_survive_sigkill_and_none_is_partial() {
-    if std::env::var_os(CHILD_DIR_ENV).is_some() {
-        return;
+fn sled_acknowledged_commits_survive_sigkill_and_none_is_partial() {
+    if std::env::var_os(CHILD_DIR_ENV).is_none() {
+        acknowledged_commits_survive_sigkill_and_none_is_partial(Engine::Sled);
     }
+}
+
+#[test]
+fn redb_acknowledged_commits_survive_sigkill_and_none_is_partial() {
+    if std::env::var_os(CHILD_DIR_ENV).is_none() {
+        acknowledged_commits_survive_sigkill_and_none_is_partial(Engine::Redb);
+    }
+}
+
+fn acknowledged_commits_survive_sigkill_and_none_is_partial(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: Vec<(String, u64)> = Vec::new();
     let mut highest_id = HashMap::new();
     for round in 0..ROUNDS {
-        let acks = run_and_kill(dir.path(), round);
+        let acks = run_and_kill(engine, dir.path(), round);
         let max = acks
             .iter()
             .map(|(id, _)| id.split_once('-').unwrap().1.parse::<u64>().unwrap())
@@ -185,7 +198,7 @@ fn acknowledged_commits_survive_sigkill_and_none_is_partial() {
         acked.extend(acks);
     }
 
-    let store = SledStore::open(dir.path(), StoreOptions::default()).unwrap();
+    let store = scimflow_store::open(engine, dir.path(), StoreOptions::default()).unwrap();
     let queued = store.queue_scan(TARGET, None, usize::MAX).unwrap();
     let present: HashMap<String, u64> = queued.iter().map(|q| (q.op.id.clone(), q.seq)).collect();
     assert_eq!(
@@ -256,7 +269,7 @@ fn acknowledged_commits_survive_sigkill_and_none_is_partial() {
         }
     }
     eprintln!(
-        "crash test: {} rounds, {} acknowledged, {} present",
+        "crash test ({engine}): {} rounds, {} acknowledged, {} present",
         ROUNDS,
         acked.len(),
         present.len()
