@@ -31,8 +31,10 @@ struct Args {
     inflight: usize,
     dir: Option<PathBuf>,
     keep: bool,
-    /// Internal: only reopen `dir` and report (run in a child process).
+    /// Internal: only reopen `dir` and report (the second half, in a fresh process image).
     reopen_only: bool,
+    /// Internal: remove `dir` after the reopen report.
+    remove_after: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
         dir: None,
         keep: false,
         reopen_only: false,
+        remove_after: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => a.dir = Some(value()?.into()),
             "--keep" => a.keep = true,
             "--reopen-only" => a.reopen_only = true,
+            "--remove-after" => a.remove_after = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -212,7 +216,11 @@ fn main() {
         }
     };
     if a.reopen_only {
-        reopen_only(&a, a.dir.as_deref().expect("--reopen-only needs --dir"));
+        let dir = a.dir.as_deref().expect("--reopen-only needs --dir");
+        reopen_only(&a, dir);
+        if a.remove_after {
+            std::fs::remove_dir_all(dir).expect("removing the benchmark directory");
+        }
         return;
     }
     let tmp = match &a.dir {
@@ -338,15 +346,29 @@ fn main() {
     );
     report_size("on disk after churn", &dir);
 
-    // Reopen in a fresh process (sled keeps databases open for the life of a process).
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    // Reopen in a fresh process image: sled keeps every database it opened open (and locked) for
+    // the life of the process, so replace this process (its descriptors are close-on-exec).
+    let remove = match tmp {
+        Some(tmp) if !a.keep => {
+            let _ = tmp.keep();
+            true
+        }
+        Some(tmp) => {
+            println!("keeping {}", tmp.keep().display());
+            false
+        }
+        None => false,
+    };
+    let mut reopen = std::process::Command::new(std::env::current_exe().unwrap());
+    reopen
         .args(["--engine", a.engine.as_str(), "--reopen-only", "--dir"])
         .arg(&dir)
-        .args(["--targets", &a.targets.to_string()])
-        .status()
-        .expect("running the reopen child");
-    assert!(status.success(), "reopen child failed: {status}");
-    if let (true, Some(tmp)) = (a.keep, tmp) {
-        println!("kept {}", tmp.keep().display());
+        .args(["--targets", &a.targets.to_string()]);
+    if remove {
+        reopen.arg("--remove-after");
     }
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let err = std::os::unix::process::CommandExt::exec(&mut reopen);
+    panic!("re-executing for the reopen failed: {err}");
 }
