@@ -17,7 +17,7 @@ mod validate;
 pub use diag::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use secret::{Secret, SecretError, SecretRef};
-pub use validate::validate;
+pub use validate::{closest, validate, Source};
 
 use std::path::Path;
 
@@ -36,7 +36,8 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     load_str(&text, &file, &|k| std::env::var(k).ok())
 }
 
-/// Like [`load`], from text; `env` looks up variables for `${VAR}` substitution.
+/// Like [`load`], from text; `env` looks up variables for `${VAR}` substitution. Included files are
+/// read relative to the directory of `file`.
 pub fn load_str(
     text: &str,
     file: &str,
@@ -50,18 +51,36 @@ pub fn load_str(
     }
     let raw: RawConfig = match serde_saphyr::from_str(&interpolated) {
         Ok(raw) => raw,
-        Err(e) => {
-            diags.push(Diagnostic::from_yaml(file, &e));
-            return Err(Diagnostics(diags));
-        }
+        Err(e) => return Err(Diagnostics(vec![Diagnostic::from_yaml(file, &e)])),
     };
-    let version = content_hash(text);
-    match validate(raw, file, version) {
+    let main = Source { file: file.to_owned(), text: interpolated };
+    let mut hashed = text.to_owned();
+    let mut fragments = Vec::new();
+    let base = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("."));
+    for inc in &raw.include {
+        let path = base.join(&inc.value);
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(Diagnostic::at(file, inc.referenced, format!("cannot read included file `{}`: {e}", inc.value)));
+                continue;
+            }
+        };
+        hashed.push('\0');
+        hashed.push_str(&text);
+        let interpolated = interpolate::interpolate(&text, &name, env, &mut diags);
+        match serde_saphyr::from_str::<RawFragment>(&interpolated) {
+            Ok(f) => fragments.push((f, Source { file: name, text: interpolated })),
+            Err(e) => diags.push(Diagnostic::from_yaml(&name, &e)),
+        }
+    }
+    let version = content_hash(&hashed);
+    match validate(raw, &main, fragments, version) {
         Ok(cfg) if diags.is_empty() => Ok(cfg),
         Ok(_) => Err(Diagnostics(diags)),
         Err(more) => {
             diags.extend(more.0);
-            diags.sort_by_key(|d| (d.line, d.column));
             Err(Diagnostics(diags))
         }
     }
@@ -110,8 +129,10 @@ targets:
         assert_eq!(t.matching, vec!["externalId", "userName"]);
         assert_eq!(t.user.len(), 3);
         let active = t.user.iter().find(|u| u.path == "active").unwrap();
-        assert_eq!(active.literal, Some(serde_json::Value::Bool(true)));
-        assert_eq!((active.line, active.column), (17, 15));
+        assert_eq!(active.value, AttributeValue::Literal(serde_json::Value::Bool(true)));
+        let user_name = t.user.iter().find(|u| u.path == "userName").unwrap();
+        let AttributeValue::Expr(e) = &user_name.value else { panic!() };
+        assert_eq!((e.line, e.column), (16, 17));
         assert!(c.known_event_types().contains("hr.worker.hired"));
         assert_eq!(c.version, content_hash(GOOD));
     }

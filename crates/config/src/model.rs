@@ -1,4 +1,7 @@
 //! The configuration model: the raw form as written (with source locations) and the validated form.
+//!
+//! Raw structs do not use `deny_unknown_fields`: unknown keys are collected (`unknown`) and reported
+//! together with every other problem, instead of stopping at the first one.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -6,40 +9,70 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use scimflow_core::OpKind;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::SecretRef;
 
+/// Keys present in the YAML that the model does not know.
+pub type Unknown = BTreeMap<String, IgnoredAny>;
+
 // ----- raw, as written --------------------------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub version: Spanned<u32>,
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
     pub data_dir: Option<String>,
     #[serde(default)]
+    pub store: Option<RawStore>,
+    #[serde(default)]
     pub ingest: Option<RawIngest>,
     #[serde(default)]
     pub kafka: Option<RawKafka>,
     #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// An included file: more targets and tables.
+#[derive(Debug, Deserialize)]
+pub struct RawFragment {
+    #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, RawTarget>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default)]
+    pub engine: Option<Spanned<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct RawIngest {
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub max_event_bytes: Option<usize>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawKafka {
     pub brokers: Spanned<String>,
     pub topics: Vec<Spanned<String>>,
@@ -52,10 +85,11 @@ pub struct RawKafka {
     pub options: BTreeMap<String, String>,
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub base_url: Spanned<String>,
     #[serde(default)]
@@ -70,29 +104,152 @@ pub struct RawTarget {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<RawRateLimit>,
+    /// Who is provisioned here (an expression; default: everyone).
     #[serde(default)]
-    pub lifecycle: BTreeMap<String, Spanned<String>>,
+    pub scope: Option<Spanned<String>>,
+    /// What happens to a person who leaves the scope (default: deactivate).
+    #[serde(default)]
+    pub out_of_scope: Option<Spanned<String>>,
+    #[serde(default)]
+    pub lifecycle: BTreeMap<String, Spanned<RawLifecycle>>,
     #[serde(default)]
     pub matching: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    pub user: BTreeMap<String, Spanned<serde_json::Value>>,
+    pub user: BTreeMap<String, Spanned<RawAttribute>>,
+    /// Expression giving the manager's subject id (resolved to the target's id at delivery).
+    #[serde(default)]
+    pub manager: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<RawGroupRule>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAuth {
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: f64,
     #[serde(default)]
     pub burst: Option<u32>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawGroupRule {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// A lifecycle entry: `upsert`, or `{ action: deactivate, at: <expression> }`.
+#[derive(Debug)]
+pub struct RawLifecycle {
+    pub action: String,
+    pub at: Option<String>,
+    pub unknown: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawLifecycle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawLifecycle;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an action name or a map with `action` and `at`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLifecycle, E> {
+                Ok(RawLifecycle { action: v.to_owned(), at: None, unknown: Vec::new() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawLifecycle, A::Error> {
+                let mut out = RawLifecycle { action: String::new(), at: None, unknown: Vec::new() };
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "action" => out.action = m.next_value()?,
+                        "at" => out.at = Some(m.next_value()?),
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                            out.unknown.push(k);
+                        }
+                    }
+                }
+                if out.action.is_empty() {
+                    return Err(de::Error::missing_field("action"));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An attribute mapping: an expression (or a literal), or
+/// `{ value | candidates, on: create|always, default }`.
+#[derive(Debug, Default)]
+pub struct RawAttribute {
+    pub value: Option<serde_json::Value>,
+    pub candidates: Vec<String>,
+    pub on: Option<String>,
+    pub default: Option<serde_json::Value>,
+    pub unknown: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawAttribute {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttribute;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an expression, a literal, or a map with `value` or `candidates`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: Some(serde_json::Value::String(v.to_owned())), ..Default::default() })
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: Some(serde_json::Value::Bool(v)), ..Default::default() })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: Some(v.into()), ..Default::default() })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: Some(v.into()), ..Default::default() })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: serde_json::Number::from_f64(v).map(serde_json::Value::Number), ..Default::default() })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawAttribute, E> {
+                Ok(RawAttribute { value: Some(serde_json::Value::Null), ..Default::default() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawAttribute, A::Error> {
+                let mut out = RawAttribute::default();
+                while let Some(k) = m.next_key::<String>()? {
+                    match k.as_str() {
+                        "value" => out.value = Some(m.next_value()?),
+                        "candidates" => out.candidates = m.next_value()?,
+                        "on" => out.on = Some(m.next_value()?),
+                        "default" => out.default = Some(m.next_value()?),
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                            out.unknown.push(k);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 // ----- validated --------------------------------------------------------------------------------
@@ -102,25 +259,26 @@ pub struct RawRateLimit {
 pub struct Config {
     /// The file it came from.
     pub file: String,
-    /// Content hash: the mapping version.
+    /// Content hash of the config and its includes: the mapping version.
     pub version: String,
     /// Address of the HTTP listener (ingest API, health).
     pub listen: Option<SocketAddr>,
     /// Where the store lives.
     pub data_dir: Option<PathBuf>,
+    /// Storage engine name (`sled` or `redb`).
+    pub store_engine: String,
     pub ingest: IngestConfig,
     /// The Kafka source; `None` means the embedded source.
     pub kafka: Option<KafkaConfig>,
+    /// Static lookup tables for expressions.
+    pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     pub targets: Vec<TargetConfig>,
 }
 
 impl Config {
     /// Every event type some target's lifecycle names.
     pub fn known_event_types(&self) -> std::collections::BTreeSet<String> {
-        self.targets
-            .iter()
-            .flat_map(|t| t.lifecycle.keys().cloned())
-            .collect()
+        self.targets.iter().flat_map(|t| t.lifecycle.keys().cloned()).collect()
     }
 }
 
@@ -142,6 +300,15 @@ pub struct KafkaConfig {
     pub max_in_flight: usize,
 }
 
+/// An expression as written, with where it is written (for diagnostics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExprSource {
+    pub text: String,
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub name: String,
@@ -152,12 +319,17 @@ pub struct TargetConfig {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub rate_limit: Option<RateLimit>,
+    pub scope: Option<ExprSource>,
+    /// Action for a person who leaves the scope; `None` = leave the account alone.
+    pub out_of_scope: Option<OpKind>,
     /// What each event type does on this target.
-    pub lifecycle: BTreeMap<String, Lifecycle>,
+    pub lifecycle: BTreeMap<String, LifecycleRule>,
     /// Attributes to find an existing account by, in precedence order.
     pub matching: Vec<String>,
     /// SCIM attribute path → expression, in path order.
     pub user: Vec<AttributeMapping>,
+    pub manager: Option<ExprSource>,
+    pub groups: Vec<GroupRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,16 +350,44 @@ pub enum Lifecycle {
     Ignore,
 }
 
-/// One `path: expression` line of a target's `user:` mapping.
+/// What one event type does on a target, and optionally when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleRule {
+    pub action: Lifecycle,
+    /// When the action takes effect (an expression yielding a date or timestamp); `None` = now.
+    pub at: Option<ExprSource>,
+}
+
+/// When an attribute is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeWhen {
+    Always,
+    /// Only in the create request, never in updates (e.g. an initial password policy, userName).
+    Create,
+}
+
+/// One `path: expression` entry of a target's `user:` mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeMapping {
     /// SCIM attribute path, e.g. `name.givenName` or `emails[type eq "work"].value`.
     pub path: String,
-    /// The expression text (a JSON literal for non-string YAML scalars).
-    pub expr: String,
-    /// Whether the YAML value was a non-string literal (bool/number/null).
-    pub literal: Option<serde_json::Value>,
-    /// Where the expression is written.
-    pub line: u64,
-    pub column: u64,
+    /// The expression, or a literal for non-string YAML scalars.
+    pub value: AttributeValue,
+    /// Tried in order after `value` when a create is refused as a uniqueness conflict.
+    pub candidates: Vec<ExprSource>,
+    pub default: Option<AttributeValue>,
+    pub when: AttributeWhen,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeValue {
+    Expr(ExprSource),
+    Literal(serde_json::Value),
+}
+
+/// A group membership rule: the person belongs to group `name` while `when` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRule {
+    pub name: ExprSource,
+    pub when: Option<ExprSource>,
 }

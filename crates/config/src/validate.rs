@@ -1,72 +1,189 @@
 //! Pure validation of the raw model: every problem is reported, each at its location.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use scimflow_core::OpKind;
+
 use crate::model::*;
 use crate::{Diagnostic, Diagnostics, SecretRef};
 
-/// Validates `raw` (read from `file`); `version` is the content hash to record.
-pub fn validate(raw: RawConfig, file: &str, version: String) -> Result<Config, Diagnostics> {
+/// One file of the configuration: its name and text (for locating keys and expressions).
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub file: String,
+    pub text: String,
+}
+
+impl Source {
+    /// The (line, column) of the first line at or after `from_line` whose key is `key`, and the column
+    /// of its value; (0, 0) when not found.
+    fn key(&self, from_line: u64, key: &str) -> (u64, u64) {
+        for (i, line) in self.text.lines().enumerate().skip(from_line.saturating_sub(1) as usize) {
+            let trimmed = line.trim_start().trim_start_matches("- ");
+            for k in [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")] {
+                if let Some(rest) = trimmed.strip_prefix(&k) {
+                    let indent = line.len() - trimmed.len();
+                    let value_col = indent + k.len() + (rest.len() - rest.trim_start().len());
+                    return (i as u64 + 1, value_col as u64 + 1);
+                }
+                // `{ key: value }` flow style
+                if let Some(pos) = line.find(&format!("{{ {k}")).map(|p| p + 2).or_else(|| line.find(&format!(", {k}")).map(|p| p + 2)) {
+                    let after = &line[pos + k.len()..];
+                    let value_col = pos + k.len() + (after.len() - after.trim_start().len());
+                    return (i as u64 + 1, value_col as u64 + 1);
+                }
+            }
+        }
+        (0, 0)
+    }
+
+    /// The (line, column) of the first occurrence of `text` at or after `from_line`.
+    fn text_at(&self, from_line: u64, text: &str) -> (u64, u64) {
+        for (i, line) in self.text.lines().enumerate().skip(from_line.saturating_sub(1) as usize) {
+            if let Some(c) = line.find(text) {
+                return (i as u64 + 1, line[..c].chars().count() as u64 + 1);
+            }
+        }
+        (from_line, 1)
+    }
+
+    fn diag(&self, (line, column): (u64, u64), message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn at(&self, loc: serde_saphyr::Location, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.file, loc, message)
+    }
+
+    fn expr(&self, s: &Spanned<String>) -> ExprSource {
+        ExprSource {
+            text: s.value.clone(),
+            file: self.file.clone(),
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+        }
+    }
+
+    fn expr_at(&self, text: &str, (line, column): (u64, u64)) -> ExprSource {
+        ExprSource {
+            text: text.to_owned(),
+            file: self.file.clone(),
+            line,
+            column,
+        }
+    }
+
+    fn unknown<'a>(&self, from_line: u64, keys: impl IntoIterator<Item = &'a String>, context: &str, known: &[&str], d: &mut Vec<Diagnostic>) {
+        for k in keys {
+            let loc = self.key(from_line, k);
+            let hint = match closest(k, known) {
+                Some(c) => format!("did you mean `{c}`? {context} takes: {}", known.join(", ")),
+                None => format!("{context} takes: {}", known.join(", ")),
+            };
+            d.push(self.diag(loc, format!("unknown key `{k}` in {context}")).with_hint(hint));
+        }
+    }
+}
+
+/// The known word closest to `word` (edit distance ≤ 2), for "did you mean" hints.
+pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn dist(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known.iter().map(|k| (dist(word, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+}
+
+const TOP_KEYS: &[&str] = &["version", "include", "listen", "data_dir", "store", "ingest", "kafka", "tables", "targets"];
+const FRAGMENT_KEYS: &[&str] = &["tables", "targets"];
+const TARGET_KEYS: &[&str] = &[
+    "base_url", "auth", "allow_http", "concurrency", "timeout_ms", "max_attempts", "rate_limit", "scope",
+    "out_of_scope", "lifecycle", "matching", "user", "manager", "groups",
+];
+
+/// Validates `raw` (from `main`) plus the included fragments; `version` is the content hash to record.
+pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Source)>, version: String) -> Result<Config, Diagnostics> {
     let mut d = Vec::new();
+    let src = main;
+    src.unknown(1, raw.unknown.keys(), "the top level", TOP_KEYS, &mut d);
     if raw.version.value != 1 {
         d.push(
-            Diagnostic::at(
-                file,
-                raw.version.referenced,
-                format!("unsupported config version {}", raw.version.value),
-            )
-            .with_hint("this scimflow reads `version: 1`"),
+            src.at(raw.version.referenced, format!("unsupported config version {}", raw.version.value))
+                .with_hint("this scimflow reads `version: 1`"),
         );
     }
     let listen = raw.listen.as_ref().and_then(|l| match l.value.parse() {
         Ok(a) => Some(a),
         Err(_) => {
             d.push(
-                Diagnostic::at(
-                    file,
-                    l.referenced,
-                    format!("`{}` is not a socket address", l.value),
-                )
-                .with_hint("write host:port, e.g. 127.0.0.1:8080"),
+                src.at(l.referenced, format!("`{}` is not a socket address", l.value))
+                    .with_hint("write host:port, e.g. 127.0.0.1:8080"),
             );
             None
         }
     });
+    let store_engine = match raw.store {
+        Some(s) => {
+            src.unknown(1, s.unknown.keys(), "`store`", &["engine"], &mut d);
+            match s.engine {
+                Some(e) if e.value == "sled" || e.value == "redb" => e.value,
+                Some(e) => {
+                    d.push(src.at(e.referenced, format!("unknown store engine `{}`", e.value)).with_hint("choose sled or redb"));
+                    "sled".into()
+                }
+                None => "sled".into(),
+            }
+        }
+        None => "sled".into(),
+    };
     let ingest = match raw.ingest {
-        Some(i) => IngestConfig {
-            token: i
-                .token
-                .and_then(|t| secret(file, "ingest.token", &t, &mut d)),
-            max_event_bytes: i
-                .max_event_bytes
-                .unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
-        },
+        Some(i) => {
+            src.unknown(1, i.unknown.keys(), "`ingest`", &["token", "max_event_bytes"], &mut d);
+            IngestConfig {
+                token: i.token.and_then(|t| secret(src, "ingest.token", &t, &mut d)),
+                max_event_bytes: i.max_event_bytes.unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
+            }
+        }
         None => IngestConfig {
             token: None,
             max_event_bytes: scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES,
         },
     };
     let kafka = raw.kafka.map(|k| {
+        src.unknown(
+            k.brokers.referenced.line().saturating_sub(1),
+            k.unknown.keys(),
+            "`kafka`",
+            &["brokers", "topics", "group_id", "client_id", "options", "max_in_flight"],
+            &mut d,
+        );
         if k.brokers.value.trim().is_empty() {
-            d.push(Diagnostic::at(
-                file,
-                k.brokers.referenced,
-                "kafka.brokers is empty",
-            ));
+            d.push(src.at(k.brokers.referenced, "kafka.brokers is empty"));
         }
         if k.topics.is_empty() {
-            d.push(Diagnostic::at(
-                file,
-                k.brokers.referenced,
-                "kafka.topics names no topic",
-            ));
+            d.push(src.at(k.brokers.referenced, "kafka.topics names no topic"));
         }
         for t in &k.topics {
             if t.value.trim().is_empty() {
-                d.push(Diagnostic::at(file, t.referenced, "empty topic name"));
+                d.push(src.at(t.referenced, "empty topic name"));
             }
         }
         KafkaConfig {
@@ -78,48 +195,66 @@ pub fn validate(raw: RawConfig, file: &str, version: String) -> Result<Config, D
             max_in_flight: k.max_in_flight.unwrap_or(10_000).max(1),
         }
     });
-    if raw.targets.is_empty() {
-        d.push(
-            Diagnostic::file_level(file, "no targets are configured")
-                .with_hint("add a `targets:` map with at least one target"),
-        );
-    }
+    let mut tables = raw.tables;
     let mut targets = Vec::new();
-    for (name, t) in raw.targets {
-        if let Some(t) = target(file, name, t, &mut d) {
+    let mut seen = BTreeMap::new();
+    let mut all: Vec<(String, RawTarget, Source)> = raw.targets.into_iter().map(|(n, t)| (n, t, main.clone())).collect();
+    for (frag, fsrc) in fragments {
+        fsrc.unknown(1, frag.unknown.keys(), "an included file", FRAGMENT_KEYS, &mut d);
+        for (name, table) in frag.tables {
+            if tables.insert(name.clone(), table).is_some() {
+                d.push(fsrc.diag(fsrc.key(1, &name), format!("table `{name}` is defined more than once")));
+            }
+        }
+        all.extend(frag.targets.into_iter().map(|(n, t)| (n, t, fsrc.clone())));
+    }
+    if all.is_empty() {
+        d.push(Diagnostic::file_level(&main.file, "no targets are configured").with_hint("add a `targets:` map with at least one target"));
+    }
+    for (name, t, tsrc) in all {
+        let loc = t.base_url.referenced;
+        if let Some(prev) = seen.insert(name.clone(), tsrc.file.clone()) {
+            d.push(tsrc.at(loc, format!("target `{name}` is defined again (first in {prev})")));
+            continue;
+        }
+        if let Some(t) = target(&tsrc, name, t, &mut d) {
             targets.push(t);
         }
     }
     if d.is_empty() {
         Ok(Config {
-            file: file.to_owned(),
+            file: main.file.clone(),
             version,
             listen,
             data_dir: raw.data_dir.map(PathBuf::from),
+            store_engine,
             ingest,
             kafka,
+            tables,
             targets,
         })
     } else {
-        d.sort_by_key(|x| (x.line, x.column));
+        d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Err(Diagnostics(d))
     }
 }
 
-fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Option<TargetConfig> {
+fn lifecycle_action(s: &str) -> Result<Lifecycle, String> {
+    if s == "ignore" {
+        Ok(Lifecycle::Ignore)
+    } else {
+        s.parse().map(Lifecycle::Action)
+    }
+}
+
+fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Option<TargetConfig> {
     let before = d.len();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-    {
+    let first_line = t.base_url.referenced.line();
+    src.unknown(first_line.saturating_sub(1), t.unknown.keys(), &format!("target `{name}`"), TARGET_KEYS, d);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
         d.push(
-            Diagnostic::at(
-                file,
-                t.base_url.referenced,
-                format!("target name `{name}` is not allowed"),
-            )
-            .with_hint("use lowercase letters, digits, `-` and `_`"),
+            src.at(t.base_url.referenced, format!("target name `{name}` is not allowed"))
+                .with_hint("use lowercase letters, digits, `-` and `_`"),
         );
     }
     let base_url = t.base_url.value.trim_end_matches('/').to_owned();
@@ -127,69 +262,64 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
         Ok(u) if u.scheme() == "https" => {}
         Ok(u) if u.scheme() == "http" && t.allow_http => {}
         Ok(u) if u.scheme() == "http" => d.push(
-            Diagnostic::at(
-                file,
-                t.base_url.referenced,
-                format!("target `{name}`: base_url must use https"),
-            )
-            .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
+            src.at(t.base_url.referenced, format!("target `{name}`: base_url must use https"))
+                .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
         ),
-        Ok(u) => d.push(Diagnostic::at(
-            file,
-            t.base_url.referenced,
-            format!("target `{name}`: unsupported URL scheme `{}`", u.scheme()),
-        )),
-        Err(e) => d.push(Diagnostic::at(
-            file,
-            t.base_url.referenced,
-            format!("target `{name}`: base_url is not a URL ({e})"),
-        )),
+        Ok(u) => d.push(src.at(t.base_url.referenced, format!("target `{name}`: unsupported URL scheme `{}`", u.scheme()))),
+        Err(e) => d.push(src.at(t.base_url.referenced, format!("target `{name}`: base_url is not a URL ({e})"))),
     }
     let auth = match t.auth {
         None => TargetAuth::None,
-        Some(a) => match a.kind.value.as_str() {
-            "bearer" => match a.token {
-                Some(tok) => secret(file, "auth.token", &tok, d)
-                    .map(TargetAuth::Bearer)
-                    .unwrap_or(TargetAuth::None),
-                None => {
-                    d.push(
-                        Diagnostic::at(file, a.kind.referenced, "bearer auth needs a `token`")
-                            .with_hint(
-                                "token: { env: NAME } or token: { file: /run/secrets/NAME }",
-                            ),
-                    );
+        Some(a) => {
+            src.unknown(a.kind.referenced.line(), a.unknown.keys(), "`auth`", &["type", "token"], d);
+            match a.kind.value.as_str() {
+                "bearer" => match a.token {
+                    Some(tok) => secret(src, "auth.token", &tok, d).map(TargetAuth::Bearer).unwrap_or(TargetAuth::None),
+                    None => {
+                        d.push(src.at(a.kind.referenced, "bearer auth needs a `token`").with_hint("token: { env: NAME } or token: { file: /run/secrets/NAME }"));
+                        TargetAuth::None
+                    }
+                },
+                "none" => TargetAuth::None,
+                other => {
+                    d.push(src.at(a.kind.referenced, format!("unknown auth type `{other}`")).with_hint("supported: bearer, none"));
                     TargetAuth::None
                 }
-            },
-            "none" => TargetAuth::None,
-            other => {
-                d.push(
-                    Diagnostic::at(
-                        file,
-                        a.kind.referenced,
-                        format!("unknown auth type `{other}`"),
-                    )
-                    .with_hint("supported: bearer, none"),
-                );
-                TargetAuth::None
+            }
+        }
+    };
+    let mut lifecycle = BTreeMap::new();
+    for (kind, rule) in t.lifecycle {
+        let Spanned { value, referenced, .. } = rule;
+        if !value.unknown.is_empty() {
+            src.unknown(referenced.line(), value.unknown.iter(), &format!("lifecycle `{kind}`"), &["action", "at"], d);
+        }
+        let action_loc = if value.at.is_some() { src.key(referenced.line(), "action") } else { (referenced.line(), referenced.column()) };
+        let action = match lifecycle_action(&value.action) {
+            Ok(a) => a,
+            Err(e) => {
+                d.push(src.diag(action_loc, e));
+                continue;
+            }
+        };
+        let at = value.at.map(|a| src.expr_at(&a, src.key(referenced.line(), "at")));
+        lifecycle.insert(kind, LifecycleRule { action, at });
+    }
+    let out_of_scope = match &t.out_of_scope {
+        None => Some(OpKind::Deactivate),
+        Some(s) if s.value == "ignore" => None,
+        Some(s) => match s.value.parse::<OpKind>() {
+            Ok(k @ (OpKind::Deactivate | OpKind::Delete)) => Some(k),
+            Ok(_) => {
+                d.push(src.at(s.referenced, format!("`out_of_scope: {}` is not allowed", s.value)).with_hint("use deactivate, delete or ignore"));
+                None
+            }
+            Err(e) => {
+                d.push(src.at(s.referenced, e));
+                None
             }
         },
     };
-    let mut lifecycle = std::collections::BTreeMap::new();
-    for (kind, action) in t.lifecycle {
-        let parsed = if action.value == "ignore" {
-            Ok(Lifecycle::Ignore)
-        } else {
-            action.value.parse().map(Lifecycle::Action)
-        };
-        match parsed {
-            Ok(l) => {
-                lifecycle.insert(kind, l);
-            }
-            Err(e) => d.push(Diagnostic::at(file, action.referenced, e)),
-        }
-    }
     let matching: Vec<String> = match t.matching {
         Some(m) => m
             .into_iter()
@@ -198,12 +328,8 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
                     Some(a.value)
                 } else {
                     d.push(
-                        Diagnostic::at(
-                            file,
-                            a.referenced,
-                            format!("cannot match accounts by `{}`", a.value),
-                        )
-                        .with_hint("supported matching attributes: externalId, userName"),
+                        src.at(a.referenced, format!("cannot match accounts by `{}`", a.value))
+                            .with_hint("supported matching attributes: externalId, userName"),
                     );
                     None
                 }
@@ -212,55 +338,65 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
         None => vec!["externalId".into(), "userName".into()],
     };
     let mut user = Vec::new();
-    for (path, expr) in t.user {
-        let Spanned {
-            value, referenced, ..
-        } = expr;
-        let (text, literal) = match value {
-            serde_json::Value::String(s) => (s, None),
-            other => (other.to_string(), Some(other)),
+    for (path, spanned) in t.user {
+        let Spanned { value: raw, referenced, .. } = spanned;
+        let line = referenced.line();
+        let here = (line, referenced.column());
+        if !raw.unknown.is_empty() {
+            src.unknown(line, raw.unknown.iter(), &format!("attribute `{path}`"), &["value", "candidates", "on", "default"], d);
+        }
+        let is_map = raw.on.is_some() || raw.default.is_some() || !raw.candidates.is_empty() || !raw.unknown.is_empty();
+        let value_of = |v: serde_json::Value, loc: (u64, u64)| match v {
+            serde_json::Value::String(s) => AttributeValue::Expr(src.expr_at(&s, loc)),
+            other => AttributeValue::Literal(other),
         };
-        user.push(AttributeMapping {
-            path,
-            expr: text,
-            literal,
-            line: referenced.line(),
-            column: referenced.column(),
-        });
+        let mut candidates: Vec<ExprSource> = raw.candidates.iter().map(|c| src.expr_at(c, src.text_at(line, c))).collect();
+        let value = match raw.value {
+            Some(v) => value_of(v, if is_map { src.key(line, "value") } else { here }),
+            None if !candidates.is_empty() => AttributeValue::Expr(candidates.remove(0)),
+            None => {
+                d.push(src.diag(here, format!("attribute `{path}` has neither `value` nor `candidates`")));
+                continue;
+            }
+        };
+        let when = match raw.on.as_deref() {
+            None | Some("always") => AttributeWhen::Always,
+            Some("create") => AttributeWhen::Create,
+            Some(other) => {
+                d.push(src.diag(src.key(line, "on"), format!("`on: {other}` is not known")).with_hint("use `on: create` or `on: always`"));
+                AttributeWhen::Always
+            }
+        };
+        let default = raw.default.map(|v| value_of(v, src.key(line, "default")));
+        user.push(AttributeMapping { path, value, candidates, default, when });
     }
     for m in &matching {
         if !user.iter().any(|u| &u.path == m) {
             d.push(
-                Diagnostic::file_level(
-                    file,
-                    format!(
-                        "target `{name}` matches by `{m}` but its `user:` mapping does not set it"
-                    ),
-                )
-                .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
+                src.diag((first_line, 1), format!("target `{name}` matches by `{m}` but its `user:` mapping does not set it"))
+                    .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
             );
         }
     }
+    let groups = t
+        .groups
+        .into_iter()
+        .map(|g| {
+            if !g.unknown.is_empty() {
+                src.unknown(g.name.referenced.line(), g.unknown.keys(), "a group rule", &["name", "when"], d);
+            }
+            GroupRule { name: src.expr(&g.name), when: g.when.as_ref().map(|w| src.expr(w)) }
+        })
+        .collect();
     let concurrency = t.concurrency.unwrap_or(4);
     if concurrency == 0 || concurrency > 256 {
-        d.push(Diagnostic::at(
-            file,
-            t.base_url.referenced,
-            format!("target `{name}`: concurrency must be between 1 and 256"),
-        ));
+        d.push(src.diag(src.key(first_line.saturating_sub(1), "concurrency"), format!("target `{name}`: concurrency must be between 1 and 256")));
     }
     let rate_limit = t.rate_limit.and_then(|r| {
         if r.per_second > 0.0 && r.per_second.is_finite() {
-            Some(RateLimit {
-                per_second: r.per_second,
-                burst: r.burst.unwrap_or(1).max(1),
-            })
+            Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(1).max(1) })
         } else {
-            d.push(Diagnostic::at(
-                file,
-                t.base_url.referenced,
-                format!("target `{name}`: rate_limit.per_second must be positive"),
-            ));
+            d.push(src.diag(src.key(first_line.saturating_sub(1), "per_second"), format!("target `{name}`: rate_limit.per_second must be positive")));
             None
         }
     });
@@ -275,19 +411,18 @@ fn target(file: &str, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Op
         timeout: Duration::from_millis(t.timeout_ms.unwrap_or(10_000)),
         max_attempts: t.max_attempts.unwrap_or(8).max(1),
         rate_limit,
+        scope: t.scope.as_ref().map(|s| src.expr(s)),
+        out_of_scope,
         lifecycle,
         matching,
         user,
+        manager: t.manager.as_ref().map(|m| src.expr(m)),
+        groups,
     })
 }
 
 /// Reads a secret reference; a literal is a config error that does not echo the value.
-fn secret(
-    file: &str,
-    field: &str,
-    v: &Spanned<serde_json::Value>,
-    d: &mut Vec<Diagnostic>,
-) -> Option<SecretRef> {
+fn secret(src: &Source, field: &str, v: &Spanned<serde_json::Value>, d: &mut Vec<Diagnostic>) -> Option<SecretRef> {
     let obj = v.value.as_object();
     let env = obj.and_then(|o| o.get("env")).and_then(|x| x.as_str());
     let path = obj.and_then(|o| o.get("file")).and_then(|x| x.as_str());
@@ -301,10 +436,7 @@ fn secret(
             } else {
                 format!("`{field}` must be a secret reference")
             };
-            d.push(
-                Diagnostic::at(file, v.referenced, what)
-                    .with_hint("write { env: NAME } or { file: /path/to/secret }"),
-            );
+            d.push(src.at(v.referenced, what).with_hint("write { env: NAME } or { file: /path/to/secret }"));
             None
         }
     }

@@ -1,6 +1,6 @@
 //! The mapping-stage port: `plan(event, prior state) -> operations`.
 
-use crate::{Event, Operation, SubjectState};
+use crate::{Event, Operation, ScheduledOp, SubjectState};
 
 /// A mapping failure for one event on one target. It is recorded in the audit log (outcome
 /// `plan_error`, with this message); other targets and other events are unaffected. (Keeping such
@@ -14,14 +14,31 @@ pub struct PlanError {
     pub reason: String,
 }
 
+/// A scheduled operation to cancel: the slot of one subject on one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancel {
+    pub target: String,
+    pub subject: String,
+    pub slot: String,
+}
+
 /// What a planner produced for one event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     /// Operations to enqueue, at most a few per target, in the order they must apply.
     pub ops: Vec<Operation>,
+    /// Operations to hold until their due time (effective dating).
+    pub scheduled: Vec<ScheduledOp>,
+    /// Scheduled operations this event makes obsolete.
+    pub cancel: Vec<Cancel>,
     /// Per-target failures.
     pub errors: Vec<PlanError>,
 }
+
+/// The schedule slot of provisioning operations (a future hire or rehire).
+pub const SLOT_PROVISION: &str = "provision";
+/// The schedule slot of deprovisioning operations (a last working day).
+pub const SLOT_DEPROVISION: &str = "deprovision";
 
 /// The mapping stage. Implementations are pure: no I/O, deterministic for a given input, so the
 /// same event planned twice yields the same operation ids.

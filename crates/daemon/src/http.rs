@@ -15,16 +15,15 @@ use tokio::sync::Notify;
 
 use scimflow_config::SecretRef;
 use scimflow_core::source::EventSink;
-use scimflow_core::store::Store;
 use scimflow_delivery::PoolHandle;
-use scimflow_store::SledStore;
+use scimflow_store::ManagedStore;
 
 use crate::embedded::{ingest, rejection_body, IngestError};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: SledStore,
+    pub store: Arc<dyn ManagedStore>,
     pub sink: Arc<dyn EventSink>,
     pub ingest_token: Option<SecretRef>,
     /// Wakes the embedded-log tailer; `None` when the Kafka source is in use.
@@ -112,7 +111,7 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
             "this instance consumes from Kafka; publish events to the configured topic",
         );
     };
-    match ingest(&body, &st.store, st.sink.as_ref(), &st.mapping_version).await {
+    match ingest(&body, st.store.as_ref(), st.sink.as_ref(), &st.mapping_version).await {
         Ok(r) => {
             if !r.accepted.is_empty() {
                 wake.notify_one();

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use scimflow_core::audit::{verify_chain, GENESIS_HASH};
-use scimflow_core::store::Store;
-use scimflow_store::{SledStore, StoreOptions};
+use std::sync::Arc;
+
+use scimflow_store::{Engine, ManagedStore, StoreOptions};
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -47,12 +48,21 @@ pub fn data_dir(flag: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf,
     Ok(PathBuf::from("data"))
 }
 
-fn open(args: &StoreArgs) -> Result<SledStore, String> {
+/// The engine whose data is in `dir` (redb keeps one file, `scimflow.redb`; sled a directory).
+pub fn detect_engine(dir: &Path) -> Engine {
+    if dir.join(scimflow_store::REDB_FILE).exists() {
+        Engine::Redb
+    } else {
+        Engine::Sled
+    }
+}
+
+fn open(args: &StoreArgs) -> Result<Arc<dyn ManagedStore>, String> {
     let dir = data_dir(args.data_dir.clone(), args.config.as_deref())?;
     if !dir.exists() {
         return Err(format!("no store at {}", dir.display()));
     }
-    SledStore::open(&dir, StoreOptions::default()).map_err(|e| {
+    scimflow_store::open(detect_engine(&dir), &dir, StoreOptions::default()).map_err(|e| {
         format!(
             "cannot open the store at {} (is the daemon running?): {e}",
             dir.display()

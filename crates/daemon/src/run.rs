@@ -16,7 +16,7 @@ use scimflow_core::source::EventSink;
 use scimflow_core::store::Store;
 use scimflow_delivery::{Executor, PoolHandle, TargetPool};
 use scimflow_mapping::Mapping;
-use scimflow_store::{SledStore, StoreOptions};
+use scimflow_store::{Engine, ManagedStore, StoreOptions};
 
 use crate::http::{router, AppState};
 use crate::pipeline::Pipeline;
@@ -89,9 +89,10 @@ async fn build_and_run(
         .unwrap_or_else(|| PathBuf::from("data"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let sled = SledStore::open(&data_dir, StoreOptions::default())
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(sled.clone());
+    let engine: Engine = config.store_engine.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let managed: Arc<dyn ManagedStore> = scimflow_store::open(engine, &data_dir, StoreOptions::default())
+        .with_context(|| format!("cannot open the {engine} store in {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = managed.clone();
 
     let shutdown = CancellationToken::new();
     let mut pools = HashMap::new();
@@ -161,7 +162,7 @@ async fn build_and_run(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let state = AppState {
-        store: sled.clone(),
+        store: managed.clone(),
         sink: sink.clone(),
         ingest_token: config.ingest.token.clone(),
         log_wake: config.kafka.is_none().then(|| log_wake.clone()),
@@ -205,7 +206,7 @@ async fn build_and_run(
         let _ = t.await;
     }
     let _ = http.await;
-    sled.close();
+    managed.close();
     tracing::info!("stopped");
     source_result
 }

@@ -4,36 +4,25 @@
 //! Invariants: planning is deterministic (the same event yields the same operation ids, so a replay
 //! is recognised downstream); an evaluation error affects only that event on that target.
 
-pub mod expr;
+pub mod cel;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use scimflow_config::{Config, Diagnostic, Diagnostics, Lifecycle};
+use scimflow_config::{
+    AttributeValue, AttributeWhen, Config, Diagnostic, Diagnostics, ExprSource, Lifecycle,
+};
 use scimflow_core::op::MatchKey;
-use scimflow_core::plan::{Plan, PlanError, Planner};
-use scimflow_core::{Event, OpKind, Operation, SubjectState};
+use scimflow_core::plan::{Cancel, Plan, PlanError, Planner, SLOT_DEPROVISION, SLOT_PROVISION};
+use scimflow_core::{Event, OpKind, Operation, ScheduledOp, SubjectState};
+
+/// The expression language the mapping is compiled with.
+use crate::cel as lang;
 
 /// URN of the core User schema.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-
-/// A compiled mapping for every target.
-#[derive(Debug, Clone)]
-pub struct Mapping {
-    version: String,
-    known_types: BTreeSet<String>,
-    targets: Vec<CompiledTarget>,
-}
-
-#[derive(Debug, Clone)]
-struct CompiledTarget {
-    name: String,
-    lifecycle: BTreeMap<String, Lifecycle>,
-    matching: Vec<String>,
-    attributes: Vec<(AttrPath, expr::Expr, String)>,
-}
 
 /// Where in a SCIM resource an attribute mapping writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,21 +179,102 @@ fn add_schema(resource: &mut Map<String, Value>, urn: &str) {
     }
 }
 
-/// Compiles the mappings of every target in `config`, reporting every problem.
+/// A compiled mapping for every target.
+pub struct Mapping {
+    version: String,
+    known_types: BTreeSet<String>,
+    targets: Vec<CompiledTarget>,
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("version", &self.version)
+            .field("targets", &self.targets.len())
+            .finish()
+    }
+}
+
+enum Val {
+    Expr(lang::Program),
+    Literal(Value),
+}
+
+struct CompiledAttr {
+    path: AttrPath,
+    /// The mapping key as written (for errors).
+    key: String,
+    value: Val,
+    candidates: Vec<lang::Program>,
+    default: Option<Val>,
+    create_only: bool,
+}
+
+struct CompiledTarget {
+    name: String,
+    scope: Option<lang::Program>,
+    out_of_scope: Option<OpKind>,
+    lifecycle: BTreeMap<String, (Lifecycle, Option<lang::Program>)>,
+    matching: Vec<String>,
+    attrs: Vec<CompiledAttr>,
+    manager: Option<lang::Program>,
+    groups: Vec<(lang::Program, Option<lang::Program>)>,
+}
+
+/// Compiles every expression of every target in `config`, reporting every problem with its location.
 pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
+    let env = lang::Env {
+        tables: config.tables.clone(),
+    };
     let mut diags = Vec::new();
+    let expr =
+        |src: &ExprSource, what: &str, diags: &mut Vec<Diagnostic>| -> Option<lang::Program> {
+            match lang::compile(&src.text, &env) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    diags.push(Diagnostic {
+                        file: src.file.clone(),
+                        line: src.line,
+                        column: src.column + e.offset as u64 + quote_offset(config, src),
+                        message: format!("{what}: {}", e.message),
+                        hint: e.hint.clone(),
+                    });
+                    None
+                }
+            }
+        };
     let mut targets = Vec::new();
     for t in &config.targets {
-        let mut attributes = Vec::new();
+        let name = &t.name;
+        let scope = t
+            .scope
+            .as_ref()
+            .and_then(|s| expr(s, &format!("target `{name}`, scope"), &mut diags));
+        let mut lifecycle = BTreeMap::new();
+        for (kind, rule) in &t.lifecycle {
+            let at = rule.at.as_ref().and_then(|a| {
+                expr(
+                    a,
+                    &format!("target `{name}`, lifecycle `{kind}`, at"),
+                    &mut diags,
+                )
+            });
+            lifecycle.insert(kind.clone(), (rule.action, at));
+        }
+        let mut attrs = Vec::new();
         for m in &t.user {
             let path = match AttrPath::parse(&m.path) {
                 Ok(p) => p,
                 Err(e) => {
+                    let (file, line, column) = match &m.value {
+                        AttributeValue::Expr(s) => (s.file.clone(), s.line, s.column),
+                        AttributeValue::Literal(_) => (config.file.clone(), 0, 0),
+                    };
                     diags.push(Diagnostic {
-                        file: config.file.clone(),
-                        line: m.line,
-                        column: m.column,
-                        message: format!("target `{}`: mapping key `{}`: {e}", t.name, m.path),
+                        file,
+                        line,
+                        column,
+                        message: format!("target `{name}`: mapping key `{}`: {e}", m.path),
                         hint: Some(
                             "e.g. userName, name.givenName, emails[type eq \"work\"].value".into(),
                         ),
@@ -212,31 +282,83 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                     continue;
                 }
             };
-            let parsed = match &m.literal {
-                Some(v) => Ok(expr::Expr::Lit(v.clone())),
-                None => expr::parse(&m.expr),
+            let what = format!("target `{name}`, `{}`", m.path);
+            let val = |v: &AttributeValue, diags: &mut Vec<Diagnostic>| match v {
+                AttributeValue::Literal(l) => Some(Val::Literal(l.clone())),
+                AttributeValue::Expr(s) => expr(s, &what, diags).map(Val::Expr),
             };
-            match parsed {
-                Ok(e) => attributes.push((path, e, m.path.clone())),
-                Err(e) => diags.push(Diagnostic {
-                    file: config.file.clone(),
-                    line: m.line,
-                    // The column of the offending character, assuming a plain (unquoted) scalar.
-                    column: m.column + e.offset as u64,
-                    message: format!("target `{}`, `{}`: {}", t.name, m.path, e.message),
-                    hint: None,
-                }),
+            let value = val(&m.value, &mut diags);
+            let default = m.default.as_ref().map(|d| val(d, &mut diags));
+            let candidates: Vec<_> = m
+                .candidates
+                .iter()
+                .filter_map(|c| expr(c, &what, &mut diags))
+                .collect();
+            if !m.candidates.is_empty()
+                && !matches!(
+                    path,
+                    AttrPath::Plain {
+                        schema: None,
+                        sub: None,
+                        ..
+                    }
+                )
+            {
+                diags.push(Diagnostic::file_level(
+                    &config.file,
+                    format!("{what}: candidates are supported for top-level attributes only"),
+                ));
+            }
+            if let (Some(value), Some(default)) =
+                (value, default.unwrap_or(Some(Val::Literal(Value::Null))))
+            {
+                let default = match default {
+                    Val::Literal(Value::Null) if m.default.is_none() => None,
+                    d => Some(d),
+                };
+                attrs.push(CompiledAttr {
+                    path,
+                    key: m.path.clone(),
+                    value,
+                    candidates,
+                    default,
+                    create_only: m.when == AttributeWhen::Create,
+                });
             }
         }
+        let manager = t
+            .manager
+            .as_ref()
+            .and_then(|m| expr(m, &format!("target `{name}`, manager"), &mut diags));
+        let groups = t
+            .groups
+            .iter()
+            .filter_map(|g| {
+                let n = expr(&g.name, &format!("target `{name}`, group name"), &mut diags);
+                let w = g
+                    .when
+                    .as_ref()
+                    .map(|w| expr(w, &format!("target `{name}`, group condition"), &mut diags));
+                match (n, w) {
+                    (Some(n), None) => Some((n, None)),
+                    (Some(n), Some(Some(w))) => Some((n, Some(w))),
+                    _ => None,
+                }
+            })
+            .collect();
         targets.push(CompiledTarget {
-            name: t.name.clone(),
-            lifecycle: t.lifecycle.clone(),
+            name: name.clone(),
+            scope,
+            out_of_scope: t.out_of_scope,
+            lifecycle,
             matching: t.matching.clone(),
-            attributes,
+            attrs,
+            manager,
+            groups,
         });
     }
     if !diags.is_empty() {
-        diags.sort_by_key(|d| (d.line, d.column));
+        diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         return Err(Diagnostics(diags));
     }
     Ok(Mapping {
@@ -246,33 +368,257 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
     })
 }
 
+/// 1 when the expression is written as a quoted YAML scalar (its location points at the quote).
+fn quote_offset(config: &Config, src: &ExprSource) -> u64 {
+    let _ = config;
+    let text = std::fs::read_to_string(&src.file).unwrap_or_default();
+    let line = text
+        .lines()
+        .nth(src.line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    match line.chars().nth(src.column.saturating_sub(1) as usize) {
+        Some('"') | Some('\'') => 1,
+        _ => 0,
+    }
+}
+
+/// The event a stored subject state stands for (to evaluate the mapping as it was).
+fn prior_event(p: &SubjectState) -> Event {
+    Event {
+        id: p.last_event_id.clone(),
+        source: String::new(),
+        kind: p.last_kind.clone(),
+        subject: p.subject.clone(),
+        time: p.last_time,
+        data: p.data.clone(),
+        traceparent: None,
+    }
+}
+
+fn err(t: &CompiledTarget, expression: &str, reason: impl Into<String>) -> PlanError {
+    PlanError {
+        target: t.name.clone(),
+        expression: expression.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn eval_bool(
+    t: &CompiledTarget,
+    p: &lang::Program,
+    act: &lang::Activation<'_>,
+) -> Result<bool, PlanError> {
+    match p.eval(act) {
+        Ok(Value::Bool(b)) => Ok(b),
+        Ok(Value::Null) => Ok(false),
+        Ok(other) => Err(err(
+            t,
+            p.source(),
+            format!("expected true or false, got {other}"),
+        )),
+        Err(e) => Err(err(t, p.source(), e.message)),
+    }
+}
+
+/// Parses an effective date: RFC 3339, or `YYYY-MM-DD` (midnight UTC).
+fn parse_due(v: &Value) -> Result<Option<DateTime<Utc>>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+            })
+            .map(Some)
+            .map_err(|_| format!("`{s}` is not a date (expected YYYY-MM-DD or RFC 3339)")),
+        other => Err(format!("expected a date, got {other}")),
+    }
+}
+
+impl CompiledTarget {
+    /// Whether the subject counted as provisioned here after the event `kind` with activation `act`.
+    fn provisioned(&self, kind: &str, act: &lang::Activation<'_>) -> bool {
+        let active_action = matches!(
+            self.lifecycle.get(kind),
+            Some((Lifecycle::Action(k), _)) if !k.is_deprovision() && !matches!(k, OpKind::GroupAdd | OpKind::GroupRemove)
+        );
+        active_action
+            && self
+                .scope
+                .as_ref()
+                .is_none_or(|s| matches!(s.eval(act), Ok(Value::Bool(true))))
+    }
+
+    /// Builds the desired resource; `Err` names the failing expression.
+    fn resource(&self, act: &lang::Activation<'_>) -> Result<Built, PlanError> {
+        let mut resource = Map::new();
+        resource.insert(
+            "schemas".into(),
+            Value::Array(vec![Value::String(USER_SCHEMA.into())]),
+        );
+        let mut create_only = Vec::new();
+        let mut alternatives = BTreeMap::new();
+        for a in &self.attrs {
+            let v = match &a.value {
+                Val::Literal(l) => l.clone(),
+                Val::Expr(p) => match p.eval(act) {
+                    Ok(v) => v,
+                    Err(e) if e.missing_field && a.default.is_some() => {
+                        match a.default.as_ref().expect("checked") {
+                            Val::Literal(l) => l.clone(),
+                            Val::Expr(d) => {
+                                d.eval(act).map_err(|e| err(self, d.source(), e.message))?
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        return Err(err(self, &format!("{}: {}", a.key, p.source()), e.message))
+                    }
+                },
+            };
+            if v.is_null() {
+                continue;
+            }
+            if !a.candidates.is_empty() {
+                let mut alts = Vec::new();
+                for c in &a.candidates {
+                    match c.eval(act) {
+                        Ok(x) if !x.is_null() && x != v && !alts.contains(&x) => alts.push(x),
+                        Ok(_) => {}
+                        Err(e) if e.missing_field => {}
+                        Err(e) => return Err(err(self, c.source(), e.message)),
+                    }
+                }
+                if !alts.is_empty() {
+                    alternatives.insert(a.key.clone(), alts);
+                }
+            }
+            if a.create_only {
+                create_only.push(top_level(&a.path));
+            }
+            a.path.set(&mut resource, v);
+        }
+        Ok(Built {
+            resource,
+            create_only,
+            alternatives,
+        })
+    }
+
+    fn groups(&self, act: &lang::Activation<'_>) -> Result<BTreeSet<String>, PlanError> {
+        let mut out = BTreeSet::new();
+        for (name, when) in &self.groups {
+            if let Some(w) = when {
+                if !eval_bool(self, w, act)? {
+                    continue;
+                }
+            }
+            match name.eval(act) {
+                Ok(Value::String(s)) if !s.is_empty() => {
+                    out.insert(s);
+                }
+                Ok(Value::Null) => {}
+                Ok(other) => {
+                    return Err(err(
+                        self,
+                        name.source(),
+                        format!("a group name must be a string, got {other}"),
+                    ))
+                }
+                Err(e) => return Err(err(self, name.source(), e.message)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct Built {
+    resource: Map<String, Value>,
+    create_only: Vec<String>,
+    alternatives: BTreeMap<String, Vec<Value>>,
+}
+
+/// The top-level attribute (or extension URN) a path writes to.
+fn top_level(p: &AttrPath) -> String {
+    match p {
+        AttrPath::Plain {
+            schema: Some(urn),
+            attr,
+            ..
+        } if urn != USER_SCHEMA => format!("{urn}:{attr}"),
+        AttrPath::Plain { attr, .. } | AttrPath::Typed { attr, .. } => attr.clone(),
+    }
+}
+
 impl Mapping {
     /// Names of the targets this mapping plans for.
     pub fn target_names(&self) -> impl Iterator<Item = &str> {
         self.targets.iter().map(|t| t.name.as_str())
     }
 
+    /// Plans for `event` at time `now` (injectable for tests and `scimflow map`).
+    pub fn plan_at(&self, event: &Event, prior: Option<&SubjectState>, now: DateTime<Utc>) -> Plan {
+        let act = lang::Activation::new(event, prior, now);
+        let prior_ev = prior.map(prior_event);
+        let prior_act = prior_ev
+            .as_ref()
+            .map(|e| lang::Activation::new(e, None, now));
+        let mut plan = Plan::default();
+        for t in &self.targets {
+            let prior_kind = prior.map(|p| p.last_kind.as_str());
+            if let Err(e) = self.plan_target(
+                t,
+                event,
+                &act,
+                prior_act.as_ref(),
+                prior_kind,
+                now,
+                &mut plan,
+            ) {
+                plan.errors.push(e);
+            }
+        }
+        plan
+    }
+
     fn plan_target(
         &self,
         t: &CompiledTarget,
-        kind: OpKind,
         event: &Event,
-    ) -> Result<Operation, PlanError> {
-        let mut resource = Map::new();
-        resource.insert(
-            "schemas".into(),
-            Value::Array(vec![Value::String(USER_SCHEMA.into())]),
-        );
-        for (path, e, text) in &t.attributes {
-            let v = e.eval(event).map_err(|err| PlanError {
-                target: t.name.clone(),
-                expression: text.clone(),
-                reason: err.0,
-            })?;
-            if !v.is_null() {
-                path.set(&mut resource, v);
+        act: &lang::Activation<'_>,
+        prior_act: Option<&lang::Activation<'_>>,
+        prior_kind: Option<&str>,
+        now: DateTime<Utc>,
+        plan: &mut Plan,
+    ) -> Result<(), PlanError> {
+        let Some((rule, at)) = t.lifecycle.get(&event.kind) else {
+            return Ok(());
+        };
+        let Lifecycle::Action(action) = *rule else {
+            return Ok(());
+        };
+        let in_scope = match &t.scope {
+            None => true,
+            Some(s) => eval_bool(t, s, act)?,
+        };
+        let was_provisioned = match (prior_act, prior_kind) {
+            (Some(pa), Some(k)) => t.provisioned(k, pa),
+            _ => false,
+        };
+        let kind = if in_scope {
+            action
+        } else if was_provisioned {
+            match t.out_of_scope {
+                Some(k) => k,
+                None => return Ok(()),
             }
-        }
+        } else {
+            return Ok(());
+        };
+        let built = t.resource(act)?;
+        let mut resource = built.resource;
         match kind {
             OpKind::Upsert | OpKind::Reactivate => {
                 resource.entry("active").or_insert(Value::Bool(true));
@@ -280,14 +626,13 @@ impl Mapping {
             OpKind::Deactivate => {
                 resource.insert("active".into(), Value::Bool(false));
             }
-            OpKind::Update | OpKind::Delete | OpKind::GroupAdd | OpKind::GroupRemove => {}
+            _ => {}
         }
         let matching: Vec<MatchKey> = t
             .matching
             .iter()
             .filter_map(|attr| {
-                let v = resource.get(attr)?;
-                let value = match v {
+                let value = match resource.get(attr)? {
                     Value::String(s) if !s.is_empty() => s.clone(),
                     Value::Number(n) => n.to_string(),
                     _ => return None,
@@ -300,32 +645,147 @@ impl Mapping {
             })
             .collect();
         if matching.is_empty() {
-            return Err(PlanError {
-                target: t.name.clone(),
-                expression: t.matching.join(", "),
-                reason: "no matching attribute has a value for this event".into(),
-            });
+            return Err(err(
+                t,
+                &t.matching.join(", "),
+                "no matching attribute has a value for this event",
+            ));
         }
-        Ok(Operation {
+        let manager_subject = match &t.manager {
+            None => None,
+            Some(m) => match m.eval(act) {
+                Ok(Value::String(s)) if !s.is_empty() => Some(s),
+                Ok(Value::Null) => None,
+                Ok(Value::String(_)) => None,
+                Ok(other) => {
+                    return Err(err(
+                        t,
+                        m.source(),
+                        format!("the manager must be a subject id string, got {other}"),
+                    ))
+                }
+                Err(e) if e.missing_field => None,
+                Err(e) => return Err(err(t, m.source(), e.message)),
+            },
+        };
+        // A minimal PATCH when the account is known to hold the previous state's attributes.
+        let patch = match (kind, prior_act) {
+            (OpKind::Upsert | OpKind::Update, Some(pa)) if was_provisioned && in_scope => {
+                t.resource(pa).ok().map(|prev| {
+                    let mut prev = prev.resource;
+                    prev.entry("active").or_insert(Value::Bool(true));
+                    let mut new = resource.clone();
+                    for k in &built.create_only {
+                        prev.remove(k);
+                        new.remove(k);
+                    }
+                    serde_json::to_value(scimflow_scim::patch::diff(
+                        &Value::Object(prev),
+                        &Value::Object(new),
+                    ))
+                    .expect("patch serializes")
+                })
+            }
+            _ => None,
+        };
+        let op = Operation {
             id: format!("{}@{}", event.id, t.name),
             target: t.name.clone(),
             subject: event.subject.clone(),
             event_id: event.id.clone(),
             event_kind: event.kind.clone(),
             event_time: event.time,
-            planned_at: Utc::now(),
+            planned_at: now,
             kind,
             resource: Value::Object(resource),
             matching,
             mapping_version: self.version.clone(),
             traceparent: event.traceparent.clone(),
             group: None,
-            create_only: Vec::new(),
-            patch: None,
-            manager_subject: None,
-            alternatives: Default::default(),
-        alternatives: Default::default(),
-        })
+            create_only: built.create_only,
+            patch,
+            manager_subject,
+            alternatives: built.alternatives,
+        };
+        // Group memberships follow the person's attributes while provisioned.
+        let mut group_ops = Vec::new();
+        if !kind.is_deprovision() {
+            let want = t.groups(act)?;
+            let had = match prior_act {
+                Some(pa) if was_provisioned => t.groups(pa).unwrap_or_default(),
+                _ => BTreeSet::new(),
+            };
+            for (names, gk, sign) in [
+                (want.difference(&had), OpKind::GroupAdd, '+'),
+                (had.difference(&want), OpKind::GroupRemove, '-'),
+            ] {
+                for g in names {
+                    let mut gop = op.clone();
+                    gop.id = format!("{}@{}#{sign}{g}", event.id, t.name);
+                    gop.kind = gk;
+                    gop.group = Some(g.clone());
+                    gop.patch = None;
+                    gop.alternatives = BTreeMap::new();
+                    group_ops.push(gop);
+                }
+            }
+        }
+        // Effective dating.
+        let due = match at {
+            None => None,
+            Some(p) => match p.eval(act) {
+                Ok(v) => parse_due(&v).map_err(|e| err(t, p.source(), e))?,
+                Err(e) if e.missing_field => None,
+                Err(e) => return Err(err(t, p.source(), e.message)),
+            },
+        };
+        let slot = if kind.is_deprovision() {
+            SLOT_DEPROVISION
+        } else {
+            SLOT_PROVISION
+        };
+        let other = if kind.is_deprovision() {
+            SLOT_PROVISION
+        } else {
+            SLOT_DEPROVISION
+        };
+        match due {
+            Some(due) if due > now => {
+                plan.scheduled.push(ScheduledOp {
+                    due,
+                    slot: slot.into(),
+                    op,
+                });
+                for (i, g) in group_ops.into_iter().enumerate() {
+                    plan.scheduled.push(ScheduledOp {
+                        due,
+                        slot: format!("{slot}:group:{i}"),
+                        op: g,
+                    });
+                }
+            }
+            _ => {
+                // Acting now makes a pending opposite action obsolete (a rescinded hire or
+                // termination) and replaces a pending one of the same kind.
+                if kind.is_deprovision() || kind == OpKind::Reactivate {
+                    plan.cancel.push(Cancel {
+                        target: t.name.clone(),
+                        subject: event.subject.clone(),
+                        slot: other.into(),
+                    });
+                }
+                if due.is_some() || at.is_some() {
+                    plan.cancel.push(Cancel {
+                        target: t.name.clone(),
+                        subject: event.subject.clone(),
+                        slot: slot.into(),
+                    });
+                }
+                plan.ops.push(op);
+                plan.ops.extend(group_ops);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -338,19 +798,8 @@ impl Planner for Mapping {
         self.known_types.contains(kind)
     }
 
-    fn plan(&self, event: &Event, _prior: Option<&SubjectState>) -> Plan {
-        let mut plan = Plan::default();
-        for t in &self.targets {
-            let kind = match t.lifecycle.get(&event.kind) {
-                Some(Lifecycle::Action(k)) => *k,
-                Some(Lifecycle::Ignore) | None => continue,
-            };
-            match self.plan_target(t, kind, event) {
-                Ok(op) => plan.ops.push(op),
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+    fn plan(&self, event: &Event, prior: Option<&SubjectState>) -> Plan {
+        self.plan_at(event, prior, Utc::now())
     }
 }
 
