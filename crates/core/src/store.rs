@@ -81,6 +81,9 @@ pub struct DeadLetter {
     pub scim_type: Option<String>,
     pub detail: String,
     pub attempts: u32,
+    /// For mapping failures: the event, so a redrive can plan it again after the mapping is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::Event>,
 }
 
 /// A storage failure. Any of these stops intake: nothing unpersisted is acknowledged.

@@ -10,6 +10,7 @@ mod http;
 mod offline;
 mod pipeline;
 mod run;
+mod schedule;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

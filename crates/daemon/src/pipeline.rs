@@ -13,8 +13,9 @@ use chrono::Utc;
 
 use scimflow_core::plan::Planner;
 use scimflow_core::source::{EventSink, Rejection};
-use scimflow_core::store::{BoxFuture, Mutation, Store, StoreError};
-use scimflow_core::{AuditEntry, Event, EventOrigin, RejectedEvent, SubjectState};
+use scimflow_core::plan::SLOT_PROVISION;
+use scimflow_core::store::{BoxFuture, DeadLetter, Mutation, Store, StoreError};
+use scimflow_core::{AuditEntry, Event, EventOrigin, OpKind, Operation, RejectedEvent, ScheduledOp, SubjectState};
 use scimflow_delivery::PoolHandle;
 
 /// What one event produces: the batch to commit, the targets to wake once it is durable, and the
@@ -89,22 +90,115 @@ impl Pipeline {
         let state = SubjectState::advance(prior.as_ref(), event);
         let mut batch = vec![Mutation::PutSubject(state.clone())];
         let mut woken = Vec::new();
+        for c in &plan.cancel {
+            batch.push(Mutation::Unschedule {
+                target: c.target.clone(),
+                subject: c.subject.clone(),
+                slot: c.slot.clone(),
+            });
+        }
+        let now = Utc::now();
         for op in plan.ops {
-            woken.push(op.target.clone());
-            batch.push(Mutation::Enqueue(op));
+            // A future-dated hire is pending: fold this change into it instead of provisioning early.
+            let pending = if matches!(op.kind, OpKind::Upsert | OpKind::Update | OpKind::GroupAdd | OpKind::GroupRemove)
+                && !plan.cancel.iter().any(|c| c.target == op.target && c.slot == SLOT_PROVISION)
+            {
+                self.store
+                    .scheduled_get(&op.target, &op.subject, SLOT_PROVISION)?
+                    .filter(|p| p.due > now)
+            } else {
+                None
+            };
+            match pending {
+                Some(p) => {
+                    let slot = match (&op.kind, &op.group) {
+                        (OpKind::GroupAdd | OpKind::GroupRemove, Some(g)) => format!("{SLOT_PROVISION}:group:{g}"),
+                        _ => SLOT_PROVISION.to_owned(),
+                    };
+                    let mut op = op;
+                    if slot == SLOT_PROVISION {
+                        // Keep the pending action (create or reactivate) with the newest attributes.
+                        op.kind = p.op.kind;
+                        op.patch = None;
+                    }
+                    batch.push(Mutation::Audit(op_audit(&op, "scheduled", Some(format!("held with the pending provisioning due {}", p.due)))));
+                    batch.push(Mutation::Schedule(ScheduledOp { due: p.due, slot, op }));
+                }
+                None => {
+                    woken.push(op.target.clone());
+                    batch.push(Mutation::Enqueue(op));
+                }
+            }
+        }
+        for s in plan.scheduled {
+            batch.push(Mutation::Audit(op_audit(&s.op, "scheduled", Some(format!("due {}", s.due)))));
+            batch.push(Mutation::Schedule(s));
         }
         for err in plan.errors {
             tracing::warn!(event_id = %event.id, target_name = %err.target, error = %err, "mapping failed for this event and target");
-            let mut entry = event_audit(
-                event,
-                "plan_error",
-                Some(err.to_string()),
-                planner.version(),
-            );
+            let mut entry = event_audit(event, "plan_error", Some(err.to_string()), planner.version());
             entry.target = err.target.clone();
+            entry.op_id = format!("{}@{}", event.id, err.target);
             batch.push(Mutation::Audit(entry));
+            batch.push(Mutation::DeadLetter(plan_dead_letter(event, &err, planner.version())));
         }
         Ok((batch, woken, Some(state)))
+    }
+}
+
+/// A dead letter for an event the mapping could not plan for one target; it keeps the event so a
+/// redrive plans it again (after the mapping is fixed).
+fn plan_dead_letter(event: &Event, err: &scimflow_core::plan::PlanError, version: &str) -> DeadLetter {
+    DeadLetter {
+        op: Operation {
+            id: format!("{}@{}", event.id, err.target),
+            target: err.target.clone(),
+            subject: event.subject.clone(),
+            event_id: event.id.clone(),
+            event_kind: event.kind.clone(),
+            event_time: event.time,
+            planned_at: Utc::now(),
+            kind: OpKind::Upsert,
+            resource: serde_json::Value::Null,
+            matching: Vec::new(),
+            mapping_version: version.to_owned(),
+            traceparent: event.traceparent.clone(),
+            group: None,
+            create_only: Vec::new(),
+            patch: None,
+            manager_subject: None,
+            alternatives: Default::default(),
+        },
+        failed_at: Utc::now(),
+        class: scimflow_core::ErrorClass::Permanent,
+        status: None,
+        scim_type: None,
+        detail: format!("mapping failed: {err}"),
+        attempts: 0,
+        event: Some(event.clone()),
+    }
+}
+
+/// An audit entry about one operation that is not (yet) a delivery outcome.
+fn op_audit(op: &Operation, outcome: &str, detail: Option<String>) -> AuditEntry {
+    AuditEntry {
+        time: Utc::now(),
+        outcome: outcome.to_owned(),
+        event_id: op.event_id.clone(),
+        subject: op.subject.clone(),
+        target: op.target.clone(),
+        op_id: String::new(),
+        operation: op.kind.as_str().to_owned(),
+        requests: Vec::new(),
+        status: None,
+        error_class: None,
+        scim_type: None,
+        detail,
+        attempts: 0,
+        latency_ms: 0,
+        attributes: Vec::new(),
+        mapping_version: op.mapping_version.clone(),
+        trace_id: op.traceparent.as_deref().and_then(scimflow_delivery::pool::trace_id),
     }
 }
 

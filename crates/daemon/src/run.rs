@@ -153,6 +153,17 @@ async fn build_and_run(
         }
     };
 
+    // Spawned: the scheduler releasing effective-dated operations.
+    let scheduler = {
+        let (store, pools, stop, fail) = (store.clone(), pools.clone(), source_shutdown.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::schedule::run(store, pools, stop).await {
+                tracing::error!(error = %e, "scheduler stopped");
+                fail.cancel();
+            }
+        })
+    };
+
     // Spawned: the HTTP listener.
     let addr = listen
         .or(config.listen)
@@ -201,6 +212,7 @@ async fn build_and_run(
     let source_result = source
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("source task failed: {e}")));
+    let _ = scheduler.await;
     pool_shutdown.cancel();
     for t in pool_tasks {
         let _ = t.await;

@@ -226,6 +226,7 @@ pub fn outcome_batch(q: &QueuedOp, r: &ExecReport) -> Vec<Mutation> {
             scim_type: e.scim_type.clone(),
             detail: e.detail.clone(),
             attempts: r.attempts,
+            event: None,
         }));
     }
     batch.push(Mutation::Audit(AuditEntry {

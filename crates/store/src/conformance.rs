@@ -120,6 +120,7 @@ fn dead_letter(id: &str) -> DeadLetter {
         scim_type: Some("invalidValue".into()),
         detail: "bad".into(),
         attempts: 3,
+        event: None,
     }
 }
 
