@@ -53,17 +53,26 @@ pub fn load_str(
         Ok(raw) => raw,
         Err(e) => return Err(Diagnostics(vec![Diagnostic::from_yaml(file, &e)])),
     };
-    let main = Source { file: file.to_owned(), text: interpolated };
+    let main = Source {
+        file: file.to_owned(),
+        text: interpolated,
+    };
     let mut hashed = text.to_owned();
     let mut fragments = Vec::new();
-    let base = std::path::Path::new(file).parent().unwrap_or(std::path::Path::new("."));
+    let base = std::path::Path::new(file)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
     for inc in &raw.include {
         let path = base.join(&inc.value);
         let name = path.display().to_string();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                diags.push(Diagnostic::at(file, inc.referenced, format!("cannot read included file `{}`: {e}", inc.value)));
+                diags.push(Diagnostic::at(
+                    file,
+                    inc.referenced,
+                    format!("cannot read included file `{}`: {e}", inc.value),
+                ));
                 continue;
             }
         };
@@ -71,7 +80,13 @@ pub fn load_str(
         hashed.push_str(&text);
         let interpolated = interpolate::interpolate(&text, &name, env, &mut diags);
         match serde_saphyr::from_str::<RawFragment>(&interpolated) {
-            Ok(f) => fragments.push((f, Source { file: name, text: interpolated })),
+            Ok(f) => fragments.push((
+                f,
+                Source {
+                    file: name,
+                    text: interpolated,
+                },
+            )),
             Err(e) => diags.push(Diagnostic::from_yaml(&name, &e)),
         }
     }
@@ -129,9 +144,14 @@ targets:
         assert_eq!(t.matching, vec!["externalId", "userName"]);
         assert_eq!(t.user.len(), 3);
         let active = t.user.iter().find(|u| u.path == "active").unwrap();
-        assert_eq!(active.value, AttributeValue::Literal(serde_json::Value::Bool(true)));
+        assert_eq!(
+            active.value,
+            AttributeValue::Literal(serde_json::Value::Bool(true))
+        );
         let user_name = t.user.iter().find(|u| u.path == "userName").unwrap();
-        let AttributeValue::Expr(e) = &user_name.value else { panic!() };
+        let AttributeValue::Expr(e) = &user_name.value else {
+            panic!()
+        };
         assert_eq!((e.line, e.column), (16, 17));
         assert!(c.known_event_types().contains("hr.worker.hired"));
         assert_eq!(c.version, content_hash(GOOD));

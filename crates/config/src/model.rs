@@ -170,10 +170,18 @@ impl<'de> Deserialize<'de> for RawLifecycle {
                 f.write_str("an action name or a map with `action` and `at`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLifecycle, E> {
-                Ok(RawLifecycle { action: v.to_owned(), at: None, unknown: Vec::new() })
+                Ok(RawLifecycle {
+                    action: v.to_owned(),
+                    at: None,
+                    unknown: Vec::new(),
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawLifecycle, A::Error> {
-                let mut out = RawLifecycle { action: String::new(), at: None, unknown: Vec::new() };
+                let mut out = RawLifecycle {
+                    action: String::new(),
+                    at: None,
+                    unknown: Vec::new(),
+                };
                 while let Some(k) = m.next_key::<String>()? {
                     match k.as_str() {
                         "action" => out.action = m.next_value()?,
@@ -214,22 +222,40 @@ impl<'de> Deserialize<'de> for RawAttribute {
                 f.write_str("an expression, a literal, or a map with `value` or `candidates`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: Some(serde_json::Value::String(v.to_owned())), ..Default::default() })
+                Ok(RawAttribute {
+                    value: Some(serde_json::Value::String(v.to_owned())),
+                    ..Default::default()
+                })
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: Some(serde_json::Value::Bool(v)), ..Default::default() })
+                Ok(RawAttribute {
+                    value: Some(serde_json::Value::Bool(v)),
+                    ..Default::default()
+                })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: Some(v.into()), ..Default::default() })
+                Ok(RawAttribute {
+                    value: Some(v.into()),
+                    ..Default::default()
+                })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: Some(v.into()), ..Default::default() })
+                Ok(RawAttribute {
+                    value: Some(v.into()),
+                    ..Default::default()
+                })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: serde_json::Number::from_f64(v).map(serde_json::Value::Number), ..Default::default() })
+                Ok(RawAttribute {
+                    value: serde_json::Number::from_f64(v).map(serde_json::Value::Number),
+                    ..Default::default()
+                })
             }
             fn visit_unit<E: de::Error>(self) -> Result<RawAttribute, E> {
-                Ok(RawAttribute { value: Some(serde_json::Value::Null), ..Default::default() })
+                Ok(RawAttribute {
+                    value: Some(serde_json::Value::Null),
+                    ..Default::default()
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawAttribute, A::Error> {
                 let mut out = RawAttribute::default();
@@ -278,7 +304,10 @@ pub struct Config {
 impl Config {
     /// Every event type some target's lifecycle names.
     pub fn known_event_types(&self) -> std::collections::BTreeSet<String> {
-        self.targets.iter().flat_map(|t| t.lifecycle.keys().cloned()).collect()
+        self.targets
+            .iter()
+            .flat_map(|t| t.lifecycle.keys().cloned())
+            .collect()
     }
 }
 

@@ -22,16 +22,29 @@ impl Source {
     /// The (line, column) of the first line at or after `from_line` whose key is `key`, and the column
     /// of its value; (0, 0) when not found.
     fn key(&self, from_line: u64, key: &str) -> (u64, u64) {
-        for (i, line) in self.text.lines().enumerate().skip(from_line.saturating_sub(1) as usize) {
+        for (i, line) in self
+            .text
+            .lines()
+            .enumerate()
+            .skip(from_line.saturating_sub(1) as usize)
+        {
             let trimmed = line.trim_start().trim_start_matches("- ");
-            for k in [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")] {
+            for k in [
+                format!("{key}:"),
+                format!("\"{key}\":"),
+                format!("'{key}':"),
+            ] {
                 if let Some(rest) = trimmed.strip_prefix(&k) {
                     let indent = line.len() - trimmed.len();
                     let value_col = indent + k.len() + (rest.len() - rest.trim_start().len());
                     return (i as u64 + 1, value_col as u64 + 1);
                 }
                 // `{ key: value }` flow style
-                if let Some(pos) = line.find(&format!("{{ {k}")).map(|p| p + 2).or_else(|| line.find(&format!(", {k}")).map(|p| p + 2)) {
+                if let Some(pos) = line
+                    .find(&format!("{{ {k}"))
+                    .map(|p| p + 2)
+                    .or_else(|| line.find(&format!(", {k}")).map(|p| p + 2))
+                {
                     let after = &line[pos + k.len()..];
                     let value_col = pos + k.len() + (after.len() - after.trim_start().len());
                     return (i as u64 + 1, value_col as u64 + 1);
@@ -43,7 +56,12 @@ impl Source {
 
     /// The (line, column) of the first occurrence of `text` at or after `from_line`.
     fn text_at(&self, from_line: u64, text: &str) -> (u64, u64) {
-        for (i, line) in self.text.lines().enumerate().skip(from_line.saturating_sub(1) as usize) {
+        for (i, line) in self
+            .text
+            .lines()
+            .enumerate()
+            .skip(from_line.saturating_sub(1) as usize)
+        {
             if let Some(c) = line.find(text) {
                 return (i as u64 + 1, line[..c].chars().count() as u64 + 1);
             }
@@ -83,14 +101,24 @@ impl Source {
         }
     }
 
-    fn unknown<'a>(&self, from_line: u64, keys: impl IntoIterator<Item = &'a String>, context: &str, known: &[&str], d: &mut Vec<Diagnostic>) {
+    fn unknown<'a>(
+        &self,
+        from_line: u64,
+        keys: impl IntoIterator<Item = &'a String>,
+        context: &str,
+        known: &[&str],
+        d: &mut Vec<Diagnostic>,
+    ) {
         for k in keys {
             let loc = self.key(from_line, k);
             let hint = match closest(k, known) {
                 Some(c) => format!("did you mean `{c}`? {context} takes: {}", known.join(", ")),
                 None => format!("{context} takes: {}", known.join(", ")),
             };
-            d.push(self.diag(loc, format!("unknown key `{k}` in {context}")).with_hint(hint));
+            d.push(
+                self.diag(loc, format!("unknown key `{k}` in {context}"))
+                    .with_hint(hint),
+            );
         }
     }
 }
@@ -103,39 +131,73 @@ pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
         prev[b.len()]
     }
-    known.iter().map(|k| (dist(word, k), *k)).filter(|(d, _)| *d <= 2).min().map(|(_, k)| k)
+    known
+        .iter()
+        .map(|k| (dist(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
-const TOP_KEYS: &[&str] = &["version", "include", "listen", "data_dir", "store", "ingest", "kafka", "tables", "targets"];
+const TOP_KEYS: &[&str] = &[
+    "version", "include", "listen", "data_dir", "store", "ingest", "kafka", "tables", "targets",
+];
 const FRAGMENT_KEYS: &[&str] = &["tables", "targets"];
 const TARGET_KEYS: &[&str] = &[
-    "base_url", "auth", "allow_http", "concurrency", "timeout_ms", "max_attempts", "rate_limit", "scope",
-    "out_of_scope", "lifecycle", "matching", "user", "manager", "groups",
+    "base_url",
+    "auth",
+    "allow_http",
+    "concurrency",
+    "timeout_ms",
+    "max_attempts",
+    "rate_limit",
+    "scope",
+    "out_of_scope",
+    "lifecycle",
+    "matching",
+    "user",
+    "manager",
+    "groups",
 ];
 
 /// Validates `raw` (from `main`) plus the included fragments; `version` is the content hash to record.
-pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Source)>, version: String) -> Result<Config, Diagnostics> {
+pub fn validate(
+    raw: RawConfig,
+    main: &Source,
+    fragments: Vec<(RawFragment, Source)>,
+    version: String,
+) -> Result<Config, Diagnostics> {
     let mut d = Vec::new();
     let src = main;
     src.unknown(1, raw.unknown.keys(), "the top level", TOP_KEYS, &mut d);
     if raw.version.value != 1 {
         d.push(
-            src.at(raw.version.referenced, format!("unsupported config version {}", raw.version.value))
-                .with_hint("this scimflow reads `version: 1`"),
+            src.at(
+                raw.version.referenced,
+                format!("unsupported config version {}", raw.version.value),
+            )
+            .with_hint("this scimflow reads `version: 1`"),
         );
     }
     let listen = raw.listen.as_ref().and_then(|l| match l.value.parse() {
         Ok(a) => Some(a),
         Err(_) => {
             d.push(
-                src.at(l.referenced, format!("`{}` is not a socket address", l.value))
-                    .with_hint("write host:port, e.g. 127.0.0.1:8080"),
+                src.at(
+                    l.referenced,
+                    format!("`{}` is not a socket address", l.value),
+                )
+                .with_hint("write host:port, e.g. 127.0.0.1:8080"),
             );
             None
         }
@@ -146,7 +208,10 @@ pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Sour
             match s.engine {
                 Some(e) if e.value == "sled" || e.value == "redb" => e.value,
                 Some(e) => {
-                    d.push(src.at(e.referenced, format!("unknown store engine `{}`", e.value)).with_hint("choose sled or redb"));
+                    d.push(
+                        src.at(e.referenced, format!("unknown store engine `{}`", e.value))
+                            .with_hint("choose sled or redb"),
+                    );
                     "sled".into()
                 }
                 None => "sled".into(),
@@ -156,10 +221,20 @@ pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Sour
     };
     let ingest = match raw.ingest {
         Some(i) => {
-            src.unknown(1, i.unknown.keys(), "`ingest`", &["token", "max_event_bytes"], &mut d);
+            src.unknown(
+                1,
+                i.unknown.keys(),
+                "`ingest`",
+                &["token", "max_event_bytes"],
+                &mut d,
+            );
             IngestConfig {
-                token: i.token.and_then(|t| secret(src, "ingest.token", &t, &mut d)),
-                max_event_bytes: i.max_event_bytes.unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
+                token: i
+                    .token
+                    .and_then(|t| secret(src, "ingest.token", &t, &mut d)),
+                max_event_bytes: i
+                    .max_event_bytes
+                    .unwrap_or(scimflow_core::decode::DEFAULT_MAX_EVENT_BYTES),
             }
         }
         None => IngestConfig {
@@ -172,7 +247,14 @@ pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Sour
             k.brokers.referenced.line().saturating_sub(1),
             k.unknown.keys(),
             "`kafka`",
-            &["brokers", "topics", "group_id", "client_id", "options", "max_in_flight"],
+            &[
+                "brokers",
+                "topics",
+                "group_id",
+                "client_id",
+                "options",
+                "max_in_flight",
+            ],
             &mut d,
         );
         if k.brokers.value.trim().is_empty() {
@@ -198,23 +280,42 @@ pub fn validate(raw: RawConfig, main: &Source, fragments: Vec<(RawFragment, Sour
     let mut tables = raw.tables;
     let mut targets = Vec::new();
     let mut seen = BTreeMap::new();
-    let mut all: Vec<(String, RawTarget, Source)> = raw.targets.into_iter().map(|(n, t)| (n, t, main.clone())).collect();
+    let mut all: Vec<(String, RawTarget, Source)> = raw
+        .targets
+        .into_iter()
+        .map(|(n, t)| (n, t, main.clone()))
+        .collect();
     for (frag, fsrc) in fragments {
-        fsrc.unknown(1, frag.unknown.keys(), "an included file", FRAGMENT_KEYS, &mut d);
+        fsrc.unknown(
+            1,
+            frag.unknown.keys(),
+            "an included file",
+            FRAGMENT_KEYS,
+            &mut d,
+        );
         for (name, table) in frag.tables {
             if tables.insert(name.clone(), table).is_some() {
-                d.push(fsrc.diag(fsrc.key(1, &name), format!("table `{name}` is defined more than once")));
+                d.push(fsrc.diag(
+                    fsrc.key(1, &name),
+                    format!("table `{name}` is defined more than once"),
+                ));
             }
         }
         all.extend(frag.targets.into_iter().map(|(n, t)| (n, t, fsrc.clone())));
     }
     if all.is_empty() {
-        d.push(Diagnostic::file_level(&main.file, "no targets are configured").with_hint("add a `targets:` map with at least one target"));
+        d.push(
+            Diagnostic::file_level(&main.file, "no targets are configured")
+                .with_hint("add a `targets:` map with at least one target"),
+        );
     }
     for (name, t, tsrc) in all {
         let loc = t.base_url.referenced;
         if let Some(prev) = seen.insert(name.clone(), tsrc.file.clone()) {
-            d.push(tsrc.at(loc, format!("target `{name}` is defined again (first in {prev})")));
+            d.push(tsrc.at(
+                loc,
+                format!("target `{name}` is defined again (first in {prev})"),
+            ));
             continue;
         }
         if let Some(t) = target(&tsrc, name, t, &mut d) {
@@ -247,14 +348,32 @@ fn lifecycle_action(s: &str) -> Result<Lifecycle, String> {
     }
 }
 
-fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> Option<TargetConfig> {
+fn target(
+    src: &Source,
+    name: String,
+    t: RawTarget,
+    d: &mut Vec<Diagnostic>,
+) -> Option<TargetConfig> {
     let before = d.len();
     let first_line = t.base_url.referenced.line();
-    src.unknown(first_line.saturating_sub(1), t.unknown.keys(), &format!("target `{name}`"), TARGET_KEYS, d);
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+    src.unknown(
+        first_line.saturating_sub(1),
+        t.unknown.keys(),
+        &format!("target `{name}`"),
+        TARGET_KEYS,
+        d,
+    );
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
         d.push(
-            src.at(t.base_url.referenced, format!("target name `{name}` is not allowed"))
-                .with_hint("use lowercase letters, digits, `-` and `_`"),
+            src.at(
+                t.base_url.referenced,
+                format!("target name `{name}` is not allowed"),
+            )
+            .with_hint("use lowercase letters, digits, `-` and `_`"),
         );
     }
     let base_url = t.base_url.value.trim_end_matches('/').to_owned();
@@ -262,27 +381,52 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
         Ok(u) if u.scheme() == "https" => {}
         Ok(u) if u.scheme() == "http" && t.allow_http => {}
         Ok(u) if u.scheme() == "http" => d.push(
-            src.at(t.base_url.referenced, format!("target `{name}`: base_url must use https"))
-                .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
+            src.at(
+                t.base_url.referenced,
+                format!("target `{name}`: base_url must use https"),
+            )
+            .with_hint("plain http is allowed only with `allow_http: true` (e.g. loopback tests)"),
         ),
-        Ok(u) => d.push(src.at(t.base_url.referenced, format!("target `{name}`: unsupported URL scheme `{}`", u.scheme()))),
-        Err(e) => d.push(src.at(t.base_url.referenced, format!("target `{name}`: base_url is not a URL ({e})"))),
+        Ok(u) => d.push(src.at(
+            t.base_url.referenced,
+            format!("target `{name}`: unsupported URL scheme `{}`", u.scheme()),
+        )),
+        Err(e) => d.push(src.at(
+            t.base_url.referenced,
+            format!("target `{name}`: base_url is not a URL ({e})"),
+        )),
     }
     let auth = match t.auth {
         None => TargetAuth::None,
         Some(a) => {
-            src.unknown(a.kind.referenced.line(), a.unknown.keys(), "`auth`", &["type", "token"], d);
+            src.unknown(
+                a.kind.referenced.line(),
+                a.unknown.keys(),
+                "`auth`",
+                &["type", "token"],
+                d,
+            );
             match a.kind.value.as_str() {
                 "bearer" => match a.token {
-                    Some(tok) => secret(src, "auth.token", &tok, d).map(TargetAuth::Bearer).unwrap_or(TargetAuth::None),
+                    Some(tok) => secret(src, "auth.token", &tok, d)
+                        .map(TargetAuth::Bearer)
+                        .unwrap_or(TargetAuth::None),
                     None => {
-                        d.push(src.at(a.kind.referenced, "bearer auth needs a `token`").with_hint("token: { env: NAME } or token: { file: /run/secrets/NAME }"));
+                        d.push(
+                            src.at(a.kind.referenced, "bearer auth needs a `token`")
+                                .with_hint(
+                                    "token: { env: NAME } or token: { file: /run/secrets/NAME }",
+                                ),
+                        );
                         TargetAuth::None
                     }
                 },
                 "none" => TargetAuth::None,
                 other => {
-                    d.push(src.at(a.kind.referenced, format!("unknown auth type `{other}`")).with_hint("supported: bearer, none"));
+                    d.push(
+                        src.at(a.kind.referenced, format!("unknown auth type `{other}`"))
+                            .with_hint("supported: bearer, none"),
+                    );
                     TargetAuth::None
                 }
             }
@@ -290,11 +434,23 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
     };
     let mut lifecycle = BTreeMap::new();
     for (kind, rule) in t.lifecycle {
-        let Spanned { value, referenced, .. } = rule;
+        let Spanned {
+            value, referenced, ..
+        } = rule;
         if !value.unknown.is_empty() {
-            src.unknown(referenced.line(), value.unknown.iter(), &format!("lifecycle `{kind}`"), &["action", "at"], d);
+            src.unknown(
+                referenced.line(),
+                value.unknown.iter(),
+                &format!("lifecycle `{kind}`"),
+                &["action", "at"],
+                d,
+            );
         }
-        let action_loc = if value.at.is_some() { src.key(referenced.line(), "action") } else { (referenced.line(), referenced.column()) };
+        let action_loc = if value.at.is_some() {
+            src.key(referenced.line(), "action")
+        } else {
+            (referenced.line(), referenced.column())
+        };
         let action = match lifecycle_action(&value.action) {
             Ok(a) => a,
             Err(e) => {
@@ -302,7 +458,9 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
                 continue;
             }
         };
-        let at = value.at.map(|a| src.expr_at(&a, src.key(referenced.line(), "at")));
+        let at = value
+            .at
+            .map(|a| src.expr_at(&a, src.key(referenced.line(), "at")));
         lifecycle.insert(kind, LifecycleRule { action, at });
     }
     let out_of_scope = match &t.out_of_scope {
@@ -311,7 +469,13 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
         Some(s) => match s.value.parse::<OpKind>() {
             Ok(k @ (OpKind::Deactivate | OpKind::Delete)) => Some(k),
             Ok(_) => {
-                d.push(src.at(s.referenced, format!("`out_of_scope: {}` is not allowed", s.value)).with_hint("use deactivate, delete or ignore"));
+                d.push(
+                    src.at(
+                        s.referenced,
+                        format!("`out_of_scope: {}` is not allowed", s.value),
+                    )
+                    .with_hint("use deactivate, delete or ignore"),
+                );
                 None
             }
             Err(e) => {
@@ -328,8 +492,11 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
                     Some(a.value)
                 } else {
                     d.push(
-                        src.at(a.referenced, format!("cannot match accounts by `{}`", a.value))
-                            .with_hint("supported matching attributes: externalId, userName"),
+                        src.at(
+                            a.referenced,
+                            format!("cannot match accounts by `{}`", a.value),
+                        )
+                        .with_hint("supported matching attributes: externalId, userName"),
                     );
                     None
                 }
@@ -339,23 +506,43 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
     };
     let mut user = Vec::new();
     for (path, spanned) in t.user {
-        let Spanned { value: raw, referenced, .. } = spanned;
+        let Spanned {
+            value: raw,
+            referenced,
+            ..
+        } = spanned;
         let line = referenced.line();
         let here = (line, referenced.column());
         if !raw.unknown.is_empty() {
-            src.unknown(line, raw.unknown.iter(), &format!("attribute `{path}`"), &["value", "candidates", "on", "default"], d);
+            src.unknown(
+                line,
+                raw.unknown.iter(),
+                &format!("attribute `{path}`"),
+                &["value", "candidates", "on", "default"],
+                d,
+            );
         }
-        let is_map = raw.on.is_some() || raw.default.is_some() || !raw.candidates.is_empty() || !raw.unknown.is_empty();
+        let is_map = raw.on.is_some()
+            || raw.default.is_some()
+            || !raw.candidates.is_empty()
+            || !raw.unknown.is_empty();
         let value_of = |v: serde_json::Value, loc: (u64, u64)| match v {
             serde_json::Value::String(s) => AttributeValue::Expr(src.expr_at(&s, loc)),
             other => AttributeValue::Literal(other),
         };
-        let mut candidates: Vec<ExprSource> = raw.candidates.iter().map(|c| src.expr_at(c, src.text_at(line, c))).collect();
+        let mut candidates: Vec<ExprSource> = raw
+            .candidates
+            .iter()
+            .map(|c| src.expr_at(c, src.text_at(line, c)))
+            .collect();
         let value = match raw.value {
             Some(v) => value_of(v, if is_map { src.key(line, "value") } else { here }),
             None if !candidates.is_empty() => AttributeValue::Expr(candidates.remove(0)),
             None => {
-                d.push(src.diag(here, format!("attribute `{path}` has neither `value` nor `candidates`")));
+                d.push(src.diag(
+                    here,
+                    format!("attribute `{path}` has neither `value` nor `candidates`"),
+                ));
                 continue;
             }
         };
@@ -363,18 +550,32 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
             None | Some("always") => AttributeWhen::Always,
             Some("create") => AttributeWhen::Create,
             Some(other) => {
-                d.push(src.diag(src.key(line, "on"), format!("`on: {other}` is not known")).with_hint("use `on: create` or `on: always`"));
+                d.push(
+                    src.diag(src.key(line, "on"), format!("`on: {other}` is not known"))
+                        .with_hint("use `on: create` or `on: always`"),
+                );
                 AttributeWhen::Always
             }
         };
         let default = raw.default.map(|v| value_of(v, src.key(line, "default")));
-        user.push(AttributeMapping { path, value, candidates, default, when });
+        user.push(AttributeMapping {
+            path,
+            value,
+            candidates,
+            default,
+            when,
+        });
     }
     for m in &matching {
         if !user.iter().any(|u| &u.path == m) {
             d.push(
-                src.diag((first_line, 1), format!("target `{name}` matches by `{m}` but its `user:` mapping does not set it"))
-                    .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
+                src.diag(
+                    (first_line, 1),
+                    format!(
+                        "target `{name}` matches by `{m}` but its `user:` mapping does not set it"
+                    ),
+                )
+                .with_hint(format!("add `{m}: <expression>` under targets.{name}.user")),
             );
         }
     }
@@ -383,20 +584,38 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
         .into_iter()
         .map(|g| {
             if !g.unknown.is_empty() {
-                src.unknown(g.name.referenced.line(), g.unknown.keys(), "a group rule", &["name", "when"], d);
+                src.unknown(
+                    g.name.referenced.line(),
+                    g.unknown.keys(),
+                    "a group rule",
+                    &["name", "when"],
+                    d,
+                );
             }
-            GroupRule { name: src.expr(&g.name), when: g.when.as_ref().map(|w| src.expr(w)) }
+            GroupRule {
+                name: src.expr(&g.name),
+                when: g.when.as_ref().map(|w| src.expr(w)),
+            }
         })
         .collect();
     let concurrency = t.concurrency.unwrap_or(4);
     if concurrency == 0 || concurrency > 256 {
-        d.push(src.diag(src.key(first_line.saturating_sub(1), "concurrency"), format!("target `{name}`: concurrency must be between 1 and 256")));
+        d.push(src.diag(
+            src.key(first_line.saturating_sub(1), "concurrency"),
+            format!("target `{name}`: concurrency must be between 1 and 256"),
+        ));
     }
     let rate_limit = t.rate_limit.and_then(|r| {
         if r.per_second > 0.0 && r.per_second.is_finite() {
-            Some(RateLimit { per_second: r.per_second, burst: r.burst.unwrap_or(1).max(1) })
+            Some(RateLimit {
+                per_second: r.per_second,
+                burst: r.burst.unwrap_or(1).max(1),
+            })
         } else {
-            d.push(src.diag(src.key(first_line.saturating_sub(1), "per_second"), format!("target `{name}`: rate_limit.per_second must be positive")));
+            d.push(src.diag(
+                src.key(first_line.saturating_sub(1), "per_second"),
+                format!("target `{name}`: rate_limit.per_second must be positive"),
+            ));
             None
         }
     });
@@ -422,7 +641,12 @@ fn target(src: &Source, name: String, t: RawTarget, d: &mut Vec<Diagnostic>) -> 
 }
 
 /// Reads a secret reference; a literal is a config error that does not echo the value.
-fn secret(src: &Source, field: &str, v: &Spanned<serde_json::Value>, d: &mut Vec<Diagnostic>) -> Option<SecretRef> {
+fn secret(
+    src: &Source,
+    field: &str,
+    v: &Spanned<serde_json::Value>,
+    d: &mut Vec<Diagnostic>,
+) -> Option<SecretRef> {
     let obj = v.value.as_object();
     let env = obj.and_then(|o| o.get("env")).and_then(|x| x.as_str());
     let path = obj.and_then(|o| o.get("file")).and_then(|x| x.as_str());
@@ -436,7 +660,10 @@ fn secret(src: &Source, field: &str, v: &Spanned<serde_json::Value>, d: &mut Vec
             } else {
                 format!("`{field}` must be a secret reference")
             };
-            d.push(src.at(v.referenced, what).with_hint("write { env: NAME } or { file: /path/to/secret }"));
+            d.push(
+                src.at(v.referenced, what)
+                    .with_hint("write { env: NAME } or { file: /path/to/secret }"),
+            );
             None
         }
     }

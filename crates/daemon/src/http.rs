@@ -111,7 +111,14 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
             "this instance consumes from Kafka; publish events to the configured topic",
         );
     };
-    match ingest(&body, st.store.as_ref(), st.sink.as_ref(), &st.mapping_version).await {
+    match ingest(
+        &body,
+        st.store.as_ref(),
+        st.sink.as_ref(),
+        &st.mapping_version,
+    )
+    .await
+    {
         Ok(r) => {
             if !r.accepted.is_empty() {
                 wake.notify_one();

@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use chrono::Utc;
 
 use scimflow_core::plan::Planner;
-use scimflow_core::source::{EventSink, Rejection};
 use scimflow_core::plan::SLOT_PROVISION;
+use scimflow_core::source::{EventSink, Rejection};
 use scimflow_core::store::{BoxFuture, DeadLetter, Mutation, Store, StoreError};
-use scimflow_core::{AuditEntry, Event, EventOrigin, OpKind, Operation, RejectedEvent, ScheduledOp, SubjectState};
+use scimflow_core::{
+    AuditEntry, Event, EventOrigin, OpKind, Operation, RejectedEvent, ScheduledOp, SubjectState,
+};
 use scimflow_delivery::PoolHandle;
 
 /// What one event produces: the batch to commit, the targets to wake once it is durable, and the
@@ -100,8 +102,13 @@ impl Pipeline {
         let now = Utc::now();
         for op in plan.ops {
             // A future-dated hire is pending: fold this change into it instead of provisioning early.
-            let pending = if matches!(op.kind, OpKind::Upsert | OpKind::Update | OpKind::GroupAdd | OpKind::GroupRemove)
-                && !plan.cancel.iter().any(|c| c.target == op.target && c.slot == SLOT_PROVISION)
+            let pending = if matches!(
+                op.kind,
+                OpKind::Upsert | OpKind::Update | OpKind::GroupAdd | OpKind::GroupRemove
+            ) && !plan
+                .cancel
+                .iter()
+                .any(|c| c.target == op.target && c.slot == SLOT_PROVISION)
             {
                 self.store
                     .scheduled_get(&op.target, &op.subject, SLOT_PROVISION)?
@@ -112,7 +119,9 @@ impl Pipeline {
             match pending {
                 Some(p) => {
                     let slot = match (&op.kind, &op.group) {
-                        (OpKind::GroupAdd | OpKind::GroupRemove, Some(g)) => format!("{SLOT_PROVISION}:group:{g}"),
+                        (OpKind::GroupAdd | OpKind::GroupRemove, Some(g)) => {
+                            format!("{SLOT_PROVISION}:group:{g}")
+                        }
                         _ => SLOT_PROVISION.to_owned(),
                     };
                     let mut op = op;
@@ -121,8 +130,16 @@ impl Pipeline {
                         op.kind = p.op.kind;
                         op.patch = None;
                     }
-                    batch.push(Mutation::Audit(op_audit(&op, "scheduled", Some(format!("held with the pending provisioning due {}", p.due)))));
-                    batch.push(Mutation::Schedule(ScheduledOp { due: p.due, slot, op }));
+                    batch.push(Mutation::Audit(op_audit(
+                        &op,
+                        "scheduled",
+                        Some(format!("held with the pending provisioning due {}", p.due)),
+                    )));
+                    batch.push(Mutation::Schedule(ScheduledOp {
+                        due: p.due,
+                        slot,
+                        op,
+                    }));
                 }
                 None => {
                     woken.push(op.target.clone());
@@ -131,16 +148,29 @@ impl Pipeline {
             }
         }
         for s in plan.scheduled {
-            batch.push(Mutation::Audit(op_audit(&s.op, "scheduled", Some(format!("due {}", s.due)))));
+            batch.push(Mutation::Audit(op_audit(
+                &s.op,
+                "scheduled",
+                Some(format!("due {}", s.due)),
+            )));
             batch.push(Mutation::Schedule(s));
         }
         for err in plan.errors {
             tracing::warn!(event_id = %event.id, target_name = %err.target, error = %err, "mapping failed for this event and target");
-            let mut entry = event_audit(event, "plan_error", Some(err.to_string()), planner.version());
+            let mut entry = event_audit(
+                event,
+                "plan_error",
+                Some(err.to_string()),
+                planner.version(),
+            );
             entry.target = err.target.clone();
             entry.op_id = format!("{}@{}", event.id, err.target);
             batch.push(Mutation::Audit(entry));
-            batch.push(Mutation::DeadLetter(plan_dead_letter(event, &err, planner.version())));
+            batch.push(Mutation::DeadLetter(plan_dead_letter(
+                event,
+                &err,
+                planner.version(),
+            )));
         }
         Ok((batch, woken, Some(state)))
     }
@@ -148,7 +178,11 @@ impl Pipeline {
 
 /// A dead letter for an event the mapping could not plan for one target; it keeps the event so a
 /// redrive plans it again (after the mapping is fixed).
-fn plan_dead_letter(event: &Event, err: &scimflow_core::plan::PlanError, version: &str) -> DeadLetter {
+fn plan_dead_letter(
+    event: &Event,
+    err: &scimflow_core::plan::PlanError,
+    version: &str,
+) -> DeadLetter {
     DeadLetter {
         op: Operation {
             id: format!("{}@{}", event.id, err.target),
@@ -198,7 +232,10 @@ fn op_audit(op: &Operation, outcome: &str, detail: Option<String>) -> AuditEntry
         latency_ms: 0,
         attributes: Vec::new(),
         mapping_version: op.mapping_version.clone(),
-        trace_id: op.traceparent.as_deref().and_then(scimflow_delivery::pool::trace_id),
+        trace_id: op
+            .traceparent
+            .as_deref()
+            .and_then(scimflow_delivery::pool::trace_id),
     }
 }
 

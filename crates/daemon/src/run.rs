@@ -89,9 +89,13 @@ async fn build_and_run(
         .unwrap_or_else(|| PathBuf::from("data"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let engine: Engine = config.store_engine.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let managed: Arc<dyn ManagedStore> = scimflow_store::open(engine, &data_dir, StoreOptions::default())
-        .with_context(|| format!("cannot open the {engine} store in {}", data_dir.display()))?;
+    let engine: Engine = config
+        .store_engine
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let managed: Arc<dyn ManagedStore> =
+        scimflow_store::open(engine, &data_dir, StoreOptions::default())
+            .with_context(|| format!("cannot open the {engine} store in {}", data_dir.display()))?;
     let store: Arc<dyn Store> = managed.clone();
 
     let shutdown = CancellationToken::new();
@@ -155,7 +159,12 @@ async fn build_and_run(
 
     // Spawned: the scheduler releasing effective-dated operations.
     let scheduler = {
-        let (store, pools, stop, fail) = (store.clone(), pools.clone(), source_shutdown.clone(), shutdown.clone());
+        let (store, pools, stop, fail) = (
+            store.clone(),
+            pools.clone(),
+            source_shutdown.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             if let Err(e) = crate::schedule::run(store, pools, stop).await {
                 tracing::error!(error = %e, "scheduler stopped");

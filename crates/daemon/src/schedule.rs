@@ -16,7 +16,11 @@ use scimflow_delivery::PoolHandle;
 const TICK: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`.
-pub async fn run(store: Arc<dyn Store>, pools: HashMap<String, PoolHandle>, shutdown: CancellationToken) -> Result<(), StoreError> {
+pub async fn run(
+    store: Arc<dyn Store>,
+    pools: HashMap<String, PoolHandle>,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
     loop {
         release_due(store.as_ref(), &pools).await?;
         tokio::select! {
@@ -27,11 +31,21 @@ pub async fn run(store: Arc<dyn Store>, pools: HashMap<String, PoolHandle>, shut
 }
 
 /// Releases everything due now; returns how many operations were released.
-pub async fn release_due(store: &dyn Store, pools: &HashMap<String, PoolHandle>) -> Result<usize, StoreError> {
+pub async fn release_due(
+    store: &dyn Store,
+    pools: &HashMap<String, PoolHandle>,
+) -> Result<usize, StoreError> {
     let now = Utc::now();
     let mut due = store.scheduled_due(now, 1024)?;
     // Same due time: the account's own operation before its group memberships.
-    due.sort_by(|a, b| (a.due, &a.op.target, &a.op.subject, &a.slot).cmp(&(b.due, &b.op.target, &b.op.subject, &b.slot)));
+    due.sort_by(|a, b| {
+        (a.due, &a.op.target, &a.op.subject, &a.slot).cmp(&(
+            b.due,
+            &b.op.target,
+            &b.op.subject,
+            &b.slot,
+        ))
+    });
     if due.is_empty() {
         return Ok(0);
     }

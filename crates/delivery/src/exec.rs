@@ -83,13 +83,21 @@ impl Executor {
         })
     }
 
-    /// Executes `op`, starting from the known binding `bound`.
-    pub async fn execute(&self, op: &Operation, bound: Option<String>) -> ExecReport {
+    /// Executes `op`, starting from the known binding `bound`; `manager` is the target's id of the
+    /// subject's manager, when the mapping names one and it is bound.
+    pub async fn execute(
+        &self,
+        op: &Operation,
+        bound: Option<String>,
+        manager: Option<String>,
+    ) -> ExecReport {
         let start = Instant::now();
         let mut run = Run {
             exec: self,
             op,
             id: bound.clone(),
+            trusted_binding: bound.is_some(),
+            manager,
             requests: Vec::new(),
             last_status: None,
         };
@@ -131,6 +139,10 @@ struct Run<'a> {
     exec: &'a Executor,
     op: &'a Operation,
     id: Option<String>,
+    /// Whether `id` is the stored binding (so the account holds the previously planned state and the
+    /// planner's minimal PATCH applies); false after a lookup or a rebind.
+    trusted_binding: bool,
+    manager: Option<String>,
     requests: Vec<String>,
     last_status: Option<u16>,
 }
@@ -398,7 +410,10 @@ impl Run<'_> {
             }
             return self.create().await;
         };
-        let patch = replace_patch(&self.op.resource);
+        let patch = self.update_patch();
+        if patch["Operations"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(Outcome::NoOp);
+        }
         match self
             .call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
             .await
@@ -407,6 +422,7 @@ impl Run<'_> {
             Err(e) if e.status == Some(404) => {
                 // The bound account is gone: forget it, look up again next attempt (or create now).
                 self.id = None;
+                self.trusted_binding = false;
                 match self.resolve().await? {
                     Some(_) => Err(CallError {
                         class: ErrorClass::Retryable,
@@ -423,11 +439,48 @@ impl Run<'_> {
         }
     }
 
+    /// The PATCH that brings an existing account to the desired state: the planner's minimal PATCH
+    /// when the account is known to hold the previous state, otherwise a replace of every owned
+    /// attribute; create-only attributes are never sent; the manager reference is added.
+    fn update_patch(&self) -> Value {
+        let mut patch = match (&self.op.patch, self.trusted_binding) {
+            (Some(p), true) => p.clone(),
+            _ => {
+                let mut owned = self.op.resource.clone();
+                if let Some(o) = owned.as_object_mut() {
+                    for k in &self.op.create_only {
+                        o.remove(k);
+                    }
+                }
+                replace_patch(&owned)
+            }
+        };
+        if let (Some(m), Some(ops)) = (&self.manager, patch["Operations"].as_array_mut()) {
+            ops.push(json!({"op": "replace", "path": format!("{ENTERPRISE_USER}:manager"), "value": {"value": m}}));
+        }
+        patch
+    }
+
+    /// The create body: the desired resource plus the manager reference.
+    fn create_body(&self) -> Value {
+        let mut body = self.op.resource.clone();
+        if let (Some(m), Some(o)) = (&self.manager, body.as_object_mut()) {
+            let ext = o.entry(ENTERPRISE_USER).or_insert_with(|| json!({}));
+            if let Some(ext) = ext.as_object_mut() {
+                ext.insert("manager".into(), json!({"value": m}));
+            }
+            if let Some(Value::Array(schemas)) = o.get_mut("schemas") {
+                if !schemas.iter().any(|s| s == ENTERPRISE_USER) {
+                    schemas.push(json!(ENTERPRISE_USER));
+                }
+            }
+        }
+        body
+    }
+
     async fn create(&mut self) -> Result<Outcome, CallError> {
-        match self
-            .call(Method::POST, "/Users", &[], Some(&self.op.resource))
-            .await
-        {
+        let body = self.create_body();
+        match self.call(Method::POST, "/Users", &[], Some(&body)).await {
             Ok(reply) => {
                 let id = reply
                     .body
@@ -463,10 +516,14 @@ impl Run<'_> {
                 match self.lookup().await? {
                     Some(id) => {
                         self.id = Some(id.clone());
-                        let patch = replace_patch(&self.op.resource);
+                        let patch = self.update_patch();
                         self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
                             .await?;
                         Ok(Outcome::Applied)
+                    }
+                    // Someone else holds a unique value: try the mapping's candidates in order.
+                    None if !self.op.alternatives.is_empty() => {
+                        self.create_with_alternatives(e).await
                     }
                     None => Err(CallError {
                         detail: format!(
@@ -480,6 +537,49 @@ impl Run<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Retries the create with each fallback value (e.g. `userName` candidates) until one is accepted.
+    async fn create_with_alternatives(&mut self, first: CallError) -> Result<Outcome, CallError> {
+        let mut last = first;
+        for (attr, values) in &self.op.alternatives {
+            for v in values {
+                let mut body = self.create_body();
+                if let Some(o) = body.as_object_mut() {
+                    o.insert(attr.clone(), v.clone());
+                }
+                match self.call(Method::POST, "/Users", &[], Some(&body)).await {
+                    Ok(reply) => {
+                        let id = reply
+                            .body
+                            .as_ref()
+                            .and_then(|b| b.get("id"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        return match id {
+                            Some(id) => {
+                                self.id = Some(id);
+                                Ok(Outcome::Applied)
+                            }
+                            None => Err(CallError {
+                                class: ErrorClass::Permanent,
+                                status: Some(reply.status),
+                                scim_type: None,
+                                detail: format!("created with an alternative `{attr}` but the response carried no id"),
+                                retry_after: None,
+                            }),
+                        };
+                    }
+                    Err(e) if e.class == ErrorClass::Conflict => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(CallError {
+            class: ErrorClass::Permanent,
+            detail: format!("{} (every candidate value is taken)", last.detail),
+            ..last
+        })
     }
 
     async fn deactivate(&mut self) -> Result<Outcome, CallError> {
@@ -533,6 +633,9 @@ fn permanent(detail: String) -> CallError {
         retry_after: None,
     }
 }
+
+/// URN of the enterprise User extension (holds `manager`).
+const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 /// Whether `resource` really has the matching value (the target's filter is not trusted).
 fn really_matches(resource: &Value, key: &MatchKey) -> bool {

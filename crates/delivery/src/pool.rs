@@ -180,7 +180,11 @@ async fn run_one(
     let bound = store
         .binding(&op.target, &op.subject)
         .map_err(|e| e.to_string())?;
-    let report = exec.execute(op, bound).await;
+    let manager = match &op.manager_subject {
+        Some(m) => store.binding(&op.target, m).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let report = exec.execute(op, bound, manager).await;
     let batch = outcome_batch(&q, &report);
     match &report.outcome {
         Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
