@@ -17,7 +17,7 @@ mod validate;
 pub use diag::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use secret::{Secret, SecretError, SecretRef};
-pub use validate::{closest, validate, Source};
+pub use validate::{closest, validate, validate_all, Source};
 
 use std::path::Path;
 
@@ -26,14 +26,10 @@ pub const EXIT_CONFIG: i32 = 78;
 
 /// Reads, interpolates, parses and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::file_level(
-            &file,
-            format!("cannot read config file: {e}"),
-        )])
-    })?;
-    load_str(&text, &file, &|k| std::env::var(k).ok())
+    match load_all(path) {
+        (Some(c), d) if d.is_empty() => Ok(c),
+        (_, d) => Err(Diagnostics(d)),
+    }
 }
 
 /// Like [`load`], from text; `env` looks up variables for `${VAR}` substitution. Included files are
@@ -43,15 +39,44 @@ pub fn load_str(
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Diagnostics> {
+    match load_all_str(text, file, env) {
+        (Some(c), d) if d.is_empty() => Ok(c),
+        (_, d) => Err(Diagnostics(d)),
+    }
+}
+
+/// Reads and validates the config at `path` as far as possible: the best-effort configuration (when
+/// the YAML could be parsed at all) and every problem found, so that `scimflow check` can compile
+/// the mappings too and report everything in one run.
+pub fn load_all(path: &Path) -> (Option<Config>, Vec<Diagnostic>) {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_all_str(&text, &file, &|k| std::env::var(k).ok()),
+        Err(e) => (
+            None,
+            vec![Diagnostic::file_level(
+                &file,
+                format!("cannot read config file: {e}"),
+            )],
+        ),
+    }
+}
+
+/// [`load_all`] from text.
+pub fn load_all_str(
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<Config>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let interpolated = interpolate::interpolate(text, file, env, &mut diags);
     if !diags.is_empty() {
         // Unset variables are the root cause; what they would break downstream is noise.
-        return Err(Diagnostics(diags));
+        return (None, diags);
     }
     let raw: RawConfig = match serde_saphyr::from_str(&interpolated) {
         Ok(raw) => raw,
-        Err(e) => return Err(Diagnostics(vec![Diagnostic::from_yaml(file, &e)])),
+        Err(e) => return (None, vec![Diagnostic::from_yaml(file, &e)]),
     };
     let main = Source {
         file: file.to_owned(),
@@ -59,12 +84,14 @@ pub fn load_str(
     };
     let mut hashed = text.to_owned();
     let mut fragments = Vec::new();
+    let mut files = vec![std::path::PathBuf::from(file)];
     let base = std::path::Path::new(file)
         .parent()
         .unwrap_or(std::path::Path::new("."));
     for inc in &raw.include {
         let path = base.join(&inc.value);
         let name = path.display().to_string();
+        files.push(path.clone());
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -90,15 +117,10 @@ pub fn load_str(
             Err(e) => diags.push(Diagnostic::from_yaml(&name, &e)),
         }
     }
-    let version = content_hash(&hashed);
-    match validate(raw, &main, fragments, version) {
-        Ok(cfg) if diags.is_empty() => Ok(cfg),
-        Ok(_) => Err(Diagnostics(diags)),
-        Err(more) => {
-            diags.extend(more.0);
-            Err(Diagnostics(diags))
-        }
-    }
+    let (mut config, more) = validate_all(raw, &main, fragments, content_hash(&hashed));
+    config.files = files;
+    diags.extend(more);
+    (Some(config), diags)
 }
 
 /// Content hash of the config text: the mapping version recorded on every operation and audit record.

@@ -285,6 +285,8 @@ impl<'de> Deserialize<'de> for RawAttribute {
 pub struct Config {
     /// The file it came from.
     pub file: String,
+    /// Every file read: the config and its includes (watched for reload).
+    pub files: Vec<PathBuf>,
     /// Content hash of the config and its includes: the mapping version.
     pub version: String,
     /// Address of the HTTP listener (ingest API, health).

@@ -110,7 +110,14 @@ impl Source {
         d: &mut Vec<Diagnostic>,
     ) {
         for k in keys {
-            let loc = self.key(from_line, k);
+            let (line, _) = self.key(from_line, k);
+            let column = self
+                .text
+                .lines()
+                .nth(line.saturating_sub(1) as usize)
+                .and_then(|l| l.find(k.as_str()))
+                .map_or(1, |c| c as u64 + 1);
+            let loc = (line, column);
             let hint = match closest(k, known) {
                 Some(c) => format!("did you mean `{c}`? {context} takes: {}", known.join(", ")),
                 None => format!("{context} takes: {}", known.join(", ")),
@@ -177,6 +184,22 @@ pub fn validate(
     fragments: Vec<(RawFragment, Source)>,
     version: String,
 ) -> Result<Config, Diagnostics> {
+    let (config, d) = validate_all(raw, main, fragments, version);
+    if d.is_empty() {
+        Ok(config)
+    } else {
+        Err(Diagnostics(d))
+    }
+}
+
+/// Like [`validate`], but always returns the best-effort configuration together with every problem,
+/// so later phases (compiling the mappings) can report their problems in the same run.
+pub fn validate_all(
+    raw: RawConfig,
+    main: &Source,
+    fragments: Vec<(RawFragment, Source)>,
+    version: String,
+) -> (Config, Vec<Diagnostic>) {
     let mut d = Vec::new();
     let src = main;
     src.unknown(1, raw.unknown.keys(), "the top level", TOP_KEYS, &mut d);
@@ -322,22 +345,20 @@ pub fn validate(
             targets.push(t);
         }
     }
-    if d.is_empty() {
-        Ok(Config {
-            file: main.file.clone(),
-            version,
-            listen,
-            data_dir: raw.data_dir.map(PathBuf::from),
-            store_engine,
-            ingest,
-            kafka,
-            tables,
-            targets,
-        })
-    } else {
-        d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        Err(Diagnostics(d))
-    }
+    d.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let config = Config {
+        file: main.file.clone(),
+        files: Vec::new(),
+        version,
+        listen,
+        data_dir: raw.data_dir.map(PathBuf::from),
+        store_engine,
+        ingest,
+        kafka,
+        tables,
+        targets,
+    };
+    (config, d)
 }
 
 fn lifecycle_action(s: &str) -> Result<Lifecycle, String> {
@@ -619,9 +640,8 @@ fn target(
             None
         }
     });
-    if d.len() > before {
-        return None;
-    }
+    // Best effort: a target with problems is still returned, so its expressions get checked too.
+    let _ = before;
     Some(TargetConfig {
         name,
         base_url,

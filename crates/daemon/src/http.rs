@@ -30,6 +30,7 @@ pub struct AppState {
     pub log_wake: Option<Arc<Notify>>,
     pub pools: BTreeMap<String, PoolHandle>,
     pub mapping_version: String,
+    pub reload: Arc<crate::reload::ReloadStats>,
 }
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets", get(get_targets))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -192,4 +194,46 @@ async fn get_targets(State(st): State<AppState>) -> Response {
         }));
     }
     Json(json!({"targets": out})).into_response()
+}
+
+/// Prometheus text exposition of the counters the daemon keeps today (the full instrumentation,
+/// with its spec in docs/specs/instrumentation.md, arrives with the observability work).
+async fn metrics(State(st): State<AppState>) -> Response {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    out.push_str("# HELP scimflow_config_reloads_total Configuration reloads by result.\n# TYPE scimflow_config_reloads_total counter\n");
+    let _ = writeln!(
+        out,
+        "scimflow_config_reloads_total{{result=\"success\"}} {}",
+        st.reload.success.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "scimflow_config_reloads_total{{result=\"failure\"}} {}",
+        st.reload.failure.load(Relaxed)
+    );
+    out.push_str("# HELP scimflow_delivery_operations_total Finished operations by target and outcome.\n# TYPE scimflow_delivery_operations_total counter\n");
+    for (name, p) in &st.pools {
+        for (outcome, v) in [
+            ("applied", &p.stats.applied),
+            ("noop", &p.stats.noop),
+            ("failed", &p.stats.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "scimflow_delivery_operations_total{{target=\"{name}\",outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+    }
+    out.push_str("# HELP scimflow_queue_depth_operations Operations waiting in the durable queue per target.\n# TYPE scimflow_queue_depth_operations gauge\n");
+    for name in st.pools.keys() {
+        let _ = writeln!(
+            out,
+            "scimflow_queue_depth_operations{{target=\"{name}\"}} {}",
+            st.store.queue_len(name).unwrap_or(0)
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -9,8 +9,10 @@ mod embedded;
 mod http;
 mod offline;
 mod pipeline;
+mod reload;
 mod run;
 mod schedule;
+mod tooling;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,10 +52,33 @@ enum Command {
         #[arg(long, env = "SCIMFLOW_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Validate a config and its mappings; exit 78 on errors.
+    /// Validate a config and its mappings (exit 78 on errors), then reach every target (exit 69).
     Check {
         #[arg(long, short, env = "SCIMFLOW_CONFIG")]
         config: PathBuf,
+        /// Skip reaching the targets and resolving secrets.
+        #[arg(long)]
+        no_environment: bool,
+    },
+    /// Show the SCIM requests an event would cause, without calling anything.
+    Map {
+        #[arg(long, short, env = "SCIMFLOW_CONFIG")]
+        config: PathBuf,
+        /// The event (a CloudEvent as JSON).
+        #[arg(long, short)]
+        event: PathBuf,
+        /// Only this target.
+        #[arg(long, short)]
+        target: Option<String>,
+        /// The subject's previous state (the previous event as a CloudEvent), for updates.
+        #[arg(long)]
+        prior: Option<PathBuf>,
+        /// Plan as of this time (RFC 3339; default: the event's time).
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect the audit log (the daemon must not be running on the same data directory).
     Audit {
@@ -88,7 +113,25 @@ fn main() -> ExitCode {
                 .expect("tokio runtime");
             rt.block_on(run::run(config, listen, data_dir))
         }
-        Command::Check { config } => run::check(&config),
+        Command::Check {
+            config,
+            no_environment,
+        } => tooling::check(&config, no_environment),
+        Command::Map {
+            config,
+            event,
+            target,
+            prior,
+            now,
+            json,
+        } => tooling::map(
+            &config,
+            &event,
+            target.as_deref(),
+            prior.as_deref(),
+            now,
+            json,
+        ),
         Command::Audit { command } => offline::audit(command),
         Command::Rejected { store } => offline::rejected(&store),
         Command::Dlq { store } => offline::dead_letters(&store),

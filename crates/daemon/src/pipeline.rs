@@ -49,6 +49,11 @@ impl Pipeline {
         }
     }
 
+    /// Replaces the mapping; events accepted from now on are planned with it.
+    pub fn set_planner(&self, planner: Arc<dyn Planner>) {
+        *self.planner.write().unwrap_or_else(PoisonError::into_inner) = planner;
+    }
+
     fn planner(&self) -> Arc<dyn Planner> {
         self.planner
             .read()

@@ -28,33 +28,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 fn load(path: &Path) -> Result<(Config, Mapping), Diagnostics> {
-    let config = scimflow_config::load(path)?;
-    let mapping = scimflow_mapping::compile(&config)?;
-    Ok((config, mapping))
-}
-
-/// `scimflow check`.
-pub fn check(path: &Path) -> ExitCode {
-    match load(path) {
-        Ok((config, mapping)) => {
-            println!(
-                "{}: ok — {} target(s), source: {}, mapping version {}",
-                path.display(),
-                config.targets.len(),
-                if config.kafka.is_some() {
-                    "kafka"
-                } else {
-                    "embedded"
-                },
-                mapping.version()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(d) => {
-            eprintln!("{d}");
-            ExitCode::from(EXIT_CONFIG as u8)
-        }
-    }
+    crate::tooling::load_and_compile(path)
 }
 
 /// `scimflow run`.
@@ -68,7 +42,7 @@ pub async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<Pat
         }
     };
     // Built.
-    match build_and_run(config, mapping, listen, data_dir).await {
+    match build_and_run(path, config, mapping, listen, data_dir).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "scimflow stopped with an error");
@@ -78,6 +52,7 @@ pub async fn run(path: PathBuf, listen: Option<SocketAddr>, data_dir: Option<Pat
 }
 
 async fn build_and_run(
+    path: PathBuf,
     config: Config,
     mapping: Mapping,
     listen: Option<SocketAddr>,
@@ -117,7 +92,7 @@ async fn build_and_run(
         pools.clone(),
         config.ingest.max_event_bytes,
     ));
-    let sink: Arc<dyn EventSink> = pipeline;
+    let sink: Arc<dyn EventSink> = pipeline.clone();
 
     // Spawned: the source.
     let log_wake = Arc::new(Notify::new());
@@ -173,6 +148,16 @@ async fn build_and_run(
         })
     };
 
+    // Spawned: reload on SIGHUP and on file change.
+    let reload_stats = Arc::new(crate::reload::ReloadStats::default());
+    tokio::spawn(crate::reload::run(
+        path.clone(),
+        config.clone(),
+        pipeline.clone(),
+        reload_stats.clone(),
+        shutdown.clone(),
+    ));
+
     // Spawned: the HTTP listener.
     let addr = listen
         .or(config.listen)
@@ -191,6 +176,7 @@ async fn build_and_run(
             .map(|(k, v): (&String, &PoolHandle)| (k.clone(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
         mapping_version: version.clone(),
+        reload: reload_stats.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

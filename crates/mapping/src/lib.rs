@@ -891,3 +891,4 @@ targets:
         assert!(e.0[0].message.contains("unknown function `lowr`"));
     }
 }
+pub mod testcase;
