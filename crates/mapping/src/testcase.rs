@@ -405,7 +405,7 @@ pub fn run_case(mapping: &Mapping, accepts: &dyn Fn(&str) -> bool, case: &TestCa
 /// The differences between what `case` expects and `plan` (empty when they agree).
 fn compare(case: &TestCase, plan: &Plan) -> String {
     let mut out = String::new();
-    let ops: Vec<Value> = plan.ops.iter().map(|o| to_json(o)).collect();
+    let ops: Vec<Value> = plan.ops.iter().map(to_json).collect();
     align(
         "expect",
         "ops",
@@ -878,7 +878,12 @@ expect_scheduled: [ { target: app, op: deactivate, due: 2027-01-01 } ]
 
     /// Cases that fail because of planner behaviour believed wrong (see the report in the commit);
     /// remove an entry once the planner is fixed.
-    const KNOWN_FAILING: &[&str] = &[];
+    const KNOWN_FAILING: &[&str] = &[
+        // A deprovision fails when any mapped attribute cannot be evaluated (here `name.familyName`
+        // of a delete event that carries only login, e-mail and status), though only the matching
+        // attributes are needed to find and disable the account.
+        "a delete with a sparse profile still removes access",
+    ];
 
     /// Every shipped example config loads and compiles (as `scimflow check` does) and its test
     /// cases pass.
@@ -896,6 +901,7 @@ expect_scheduled: [ { target: app, op: deactivate, due: 2027-01-01 } ]
         // The variables the examples read; the URLs also have defaults.
         let env = |k: &str| match k {
             "SLACK_SCIM_URL" => Some("https://slack.example/scim/v2".to_owned()),
+            "PAGERDUTY_SCIM_URL" => Some("https://pagerduty.example/scim/v2".to_owned()),
             "GITHUB_SCIM_URL" => Some("https://github.example/scim/v2".to_owned()),
             _ => None,
         };
