@@ -453,6 +453,13 @@ impl CompiledTarget {
 
     /// Builds the desired resource; `Err` names the failing expression.
     fn resource(&self, act: &lang::Activation<'_>) -> Result<Built, PlanError> {
+        self.build(act, false)
+    }
+
+    /// Builds the desired resource. With `lenient` (deactivation and deletion, which only need to
+    /// find the account), an attribute that cannot be evaluated is left out instead of failing: a
+    /// mapping problem must never block removing access. The matching attributes are still required.
+    fn build(&self, act: &lang::Activation<'_>, lenient: bool) -> Result<Built, PlanError> {
         let mut resource = Map::new();
         resource.insert(
             "schemas".into(),
@@ -473,6 +480,7 @@ impl CompiledTarget {
                             }
                         }
                     }
+                    Err(_) if lenient && !self.matching.contains(&a.key) => continue,
                     Err(e) => {
                         return Err(err(self, &format!("{}: {}", a.key, p.source()), e.message))
                     }
@@ -617,7 +625,7 @@ impl Mapping {
         } else {
             return Ok(());
         };
-        let built = t.resource(act)?;
+        let built = t.build(act, kind.is_deprovision())?;
         let mut resource = built.resource;
         match kind {
             OpKind::Upsert | OpKind::Reactivate => {
@@ -720,13 +728,26 @@ impl Mapping {
                 (had.difference(&want), OpKind::GroupRemove, '-'),
             ] {
                 for g in names {
-                    let mut gop = op.clone();
-                    gop.id = format!("{}@{}#{sign}{g}", event.id, t.name);
-                    gop.kind = gk;
-                    gop.group = Some(g.clone());
-                    gop.patch = None;
-                    gop.alternatives = BTreeMap::new();
-                    group_ops.push(gop);
+                    // Membership needs only the account's matching keys, not its attributes.
+                    group_ops.push(Operation {
+                        id: format!("{}@{}#{sign}{g}", event.id, t.name),
+                        target: op.target.clone(),
+                        subject: op.subject.clone(),
+                        event_id: op.event_id.clone(),
+                        event_kind: op.event_kind.clone(),
+                        event_time: op.event_time,
+                        planned_at: now,
+                        kind: gk,
+                        resource: Value::Null,
+                        matching: op.matching.clone(),
+                        mapping_version: op.mapping_version.clone(),
+                        traceparent: op.traceparent.clone(),
+                        group: Some(g.clone()),
+                        create_only: Vec::new(),
+                        patch: None,
+                        manager_subject: None,
+                        alternatives: BTreeMap::new(),
+                    });
                 }
             }
         }

@@ -878,12 +878,7 @@ expect_scheduled: [ { target: app, op: deactivate, due: 2027-01-01 } ]
 
     /// Cases that fail because of planner behaviour believed wrong (see the report in the commit);
     /// remove an entry once the planner is fixed.
-    const KNOWN_FAILING: &[&str] = &[
-        // A deprovision fails when any mapped attribute cannot be evaluated (here `name.familyName`
-        // of a delete event that carries only login, e-mail and status), though only the matching
-        // attributes are needed to find and disable the account.
-        "a delete with a sparse profile still removes access",
-    ];
+    const KNOWN_FAILING: &[&str] = &[];
 
     /// Every shipped example config loads and compiles (as `scimflow check` does) and its test
     /// cases pass.
