@@ -3,7 +3,8 @@
 #   1. installs the real components the tests use (Tansu broker, scim2-server) — idempotent, fast when present;
 #   2. builds the workspace and runs every test tier (unit, property, in-process, real broker + real SCIM
 #      server, end-to-end against the real binary);
-#   3. checks the quickstart (the README's other command) end to end;
+#   3. runs `scimflow test` over the mapping test cases of the examples and connectors, and checks the
+#      quickstart (the README's other command) end to end;
 #   4. runs every fuzz target for a bounded time (FUZZ_SECONDS, default 20).
 # Environment: SCIMFLOW_TOOLS (tool cache, default ~/.cache/scimflow/tools), FUZZ_SECONDS, SKIP_FUZZ=1.
 set -euo pipefail
@@ -21,6 +22,10 @@ cargo build --workspace --all-targets
 
 log "running the test suite"
 cargo test --workspace --no-fail-fast
+
+log "running the mapping test cases of the examples and connectors"
+target_dir="$(cargo metadata --format-version 1 --no-deps | "$(python_bin)" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+"$target_dir/debug/scimflow" test --config examples/workday/config.yaml --config examples/okta/config.yaml --connectors connectors
 
 log "checking the quickstart"
 SCIMFLOW_QUICKSTART_EXIT=1 scripts/quickstart.sh >/dev/null

@@ -80,6 +80,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run mapping test cases (event + prior state in → expected operations out).
+    Test {
+        /// A config whose `tests/` directory holds cases (repeatable).
+        #[arg(long, short)]
+        config: Vec<PathBuf>,
+        /// A directory of connector profiles, each with `example.yaml` and `tests/`.
+        #[arg(long)]
+        connectors: Option<PathBuf>,
+    },
     /// Inspect the audit log (the daemon must not be running on the same data directory).
     Audit {
         #[command(subcommand)]
@@ -132,6 +141,7 @@ fn main() -> ExitCode {
             now,
             json,
         ),
+        Command::Test { config, connectors } => tooling::test(&config, connectors.as_deref()),
         Command::Audit { command } => offline::audit(command),
         Command::Rejected { store } => offline::rejected(&store),
         Command::Dlq { store } => offline::dead_letters(&store),

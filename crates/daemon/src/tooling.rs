@@ -365,3 +365,62 @@ fn print_plan(plan: &Plan) {
         println!("error: {e}");
     }
 }
+
+/// `scimflow test`: runs the mapping test cases next to each config (`<config dir>/tests/*.yaml`) and
+/// those of every connector (`<connectors>/*/tests/*.yaml` against `<connectors>/*/example.yaml`).
+/// Failing cases show a diff; exits 1 if any case fails, 78 if a config is invalid.
+pub fn test(configs: &[std::path::PathBuf], connectors: Option<&Path>) -> ExitCode {
+    let mut suites: Vec<(std::path::PathBuf, Vec<std::path::PathBuf>)> =
+        configs.iter().map(|c| (c.clone(), scimflow_mapping::testcase::discover(c))).collect();
+    if let Some(dir) = connectors {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
+        entries.sort();
+        for c in entries {
+            let (example, tests) = (c.join("example.yaml"), c.join("tests"));
+            if example.exists() && tests.is_dir() {
+                suites.push((example, vec![tests]));
+            }
+        }
+    }
+    if suites.is_empty() {
+        eprintln!("error: nothing to test: give --config FILE and/or --connectors DIR");
+        return ExitCode::FAILURE;
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for (config, paths) in suites {
+        let (_, mapping) = match load(&config) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+        let accepts = |t: &str| mapping.accepts_type(t);
+        for path in paths {
+            let cases = match scimflow_mapping::testcase::load_cases(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failed += 1;
+                    continue;
+                }
+            };
+            for (file, case) in cases {
+                let o = scimflow_mapping::testcase::run_case(&mapping, &accepts, &case);
+                if o.passed {
+                    passed += 1;
+                    println!("ok    {} ({})", o.name, file.display());
+                } else {
+                    failed += 1;
+                    println!("FAIL  {} ({})", o.name, file.display());
+                    for line in o.diff.lines() {
+                        println!("        {line}");
+                    }
+                }
+            }
+        }
+    }
+    println!("mapping tests: {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
