@@ -1,5 +1,6 @@
-//! Decoding raw input into [`Event`]s: CloudEvents 1.0 in structured mode (a JSON object) and in
-//! binary mode (context attributes in `ce_*` headers, data in the body).
+//! Decoding raw input into [`Event`]s: CloudEvents 1.0 in structured mode (a JSON object), in
+//! binary mode (context attributes in `ce_*` headers, data in the body), and plain JSON described by
+//! an [`Envelope`] (where in the document the id, type, subject, time and data are).
 //!
 //! Decoding never panics on any input (fuzzed), and every error names what is wrong.
 
@@ -26,6 +27,14 @@ pub enum DecodeError {
     Invalid { attr: &'static str, reason: String },
     #[error("event type `{0}` is not one the mapping handles")]
     UnknownType(String),
+    #[error("event has nothing at `{path}` (the envelope's `{attr}`)")]
+    MissingPath { attr: &'static str, path: String },
+    #[error("event value at `{path}` (the envelope's `{attr}`) is invalid: {reason}")]
+    InvalidPath {
+        attr: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
 /// What the decoder accepts.
@@ -211,6 +220,207 @@ pub fn decode_binary<'h>(
     decode_value(Value::Object(obj), opts, fallback_subject)
 }
 
+/// A simple JSONPath-like location in a JSON document: `$` (the whole document) or dotted member
+/// names after it (`$.worker.id`; a leading `$.` is optional; a numeric segment indexes an array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl JsonPath {
+    /// Parses `$`, `$.a.b` or `a.b`. Empty segments (`$.a..b`, a trailing dot) are errors.
+    pub fn parse(text: &str) -> Result<JsonPath, String> {
+        let t = text.trim();
+        let rest = if t == "$" {
+            ""
+        } else if let Some(r) = t.strip_prefix("$.") {
+            r
+        } else if t.starts_with('$') {
+            return Err(format!("`{t}` is not a path: write `$` or `$.name.name`"));
+        } else {
+            t
+        };
+        if t.is_empty() {
+            return Err("the path is empty: write `$` or `$.name.name`".into());
+        }
+        let segments: Vec<String> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('.').map(str::to_owned).collect()
+        };
+        if segments.iter().any(String::is_empty) {
+            return Err(format!("`{t}` has an empty segment"));
+        }
+        Ok(JsonPath {
+            text: if t.starts_with('$') {
+                t.to_owned()
+            } else {
+                format!("$.{t}")
+            },
+            segments,
+        })
+    }
+
+    /// The path as written (normalised to start with `$`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value at this path, if any (`null` counts as absent).
+    pub fn get<'v>(&self, v: &'v Value) -> Option<&'v Value> {
+        let mut cur = v;
+        for seg in &self.segments {
+            cur = match cur {
+                Value::Object(o) => o.get(seg)?,
+                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        (!cur.is_null()).then_some(cur)
+    }
+}
+
+impl std::fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Where the event attributes live in a plain JSON message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The event id (a string or a number). Required.
+    pub id: JsonPath,
+    /// The event type (a string). Required.
+    pub kind: JsonPath,
+    /// The subject (a string or a number); when absent, or absent in a message, the fallback subject
+    /// (the Kafka key) is used.
+    pub subject: Option<JsonPath>,
+    /// The event time (RFC 3339); optional.
+    pub time: Option<JsonPath>,
+    /// The event data (a JSON object); `$` means the whole message.
+    pub data: JsonPath,
+    /// The CloudEvents `source` to record for these events (e.g. `kafka:TOPIC`).
+    pub source: String,
+}
+
+impl Envelope {
+    /// The default envelope: `$.id`, `$.type`, `$.subject`, `$.time`, data = the whole message.
+    pub fn with_source(source: impl Into<String>) -> Envelope {
+        let p = |s: &str| JsonPath::parse(s).expect("valid built-in path");
+        Envelope {
+            id: p("$.id"),
+            kind: p("$.type"),
+            subject: Some(p("$.subject")),
+            time: Some(p("$.time")),
+            data: p("$"),
+            source: source.into(),
+        }
+    }
+}
+
+/// Decodes one plain JSON message described by `envelope`.
+///
+/// `fallback_subject` (the Kafka key) is used when the envelope names no subject or the message has
+/// nothing at its path. Every error names the missing or invalid path.
+pub fn decode_enveloped(
+    bytes: &[u8],
+    envelope: &Envelope,
+    opts: &DecodeOptions<'_>,
+    fallback_subject: Option<&str>,
+) -> Result<Event, DecodeError> {
+    let v = parse_json(bytes, opts.max_bytes)?;
+    if !v.is_object() {
+        return Err(DecodeError::NotAnObject(kind_of(&v)));
+    }
+    let scalar = |attr: &'static str,
+                  path: &JsonPath,
+                  numbers: bool|
+     -> Result<Option<String>, DecodeError> {
+        match path.get(&v) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) if numbers => Ok(Some(n.to_string())),
+            Some(other) => Err(DecodeError::InvalidPath {
+                attr,
+                path: path.to_string(),
+                reason: format!(
+                    "must be a string{}, found {}",
+                    if numbers { " or a number" } else { "" },
+                    kind_of(other)
+                ),
+            }),
+        }
+    };
+    let required = |attr: &'static str, path: &JsonPath, numbers: bool| {
+        scalar(attr, path, numbers)?.ok_or_else(|| DecodeError::MissingPath {
+            attr,
+            path: path.to_string(),
+        })
+    };
+    let id = required("id", &envelope.id, true)?;
+    let kind = required("type", &envelope.kind, false)?;
+    let subject = match &envelope.subject {
+        Some(p) => scalar("subject", p, true)?,
+        None => None,
+    };
+    let subject = match (subject, fallback_subject) {
+        (Some(s), _) => s,
+        (None, Some(k)) if !k.is_empty() => k.to_owned(),
+        (None, _) => {
+            return Err(match &envelope.subject {
+                Some(p) => DecodeError::MissingPath {
+                    attr: "subject",
+                    path: p.to_string(),
+                },
+                None => DecodeError::Missing("subject"),
+            })
+        }
+    };
+    let time = match &envelope.time {
+        Some(p) => scalar("time", p, false)?
+            .map(|t| {
+                parse_time(&t).map_err(|e| DecodeError::InvalidPath {
+                    attr: "time",
+                    path: p.to_string(),
+                    reason: match e {
+                        DecodeError::Invalid { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                })
+            })
+            .transpose()?,
+        None => None,
+    };
+    let data = match envelope.data.get(&v) {
+        Some(d @ Value::Object(_)) => d.clone(),
+        Some(other) => {
+            return Err(DecodeError::InvalidPath {
+                attr: "data",
+                path: envelope.data.to_string(),
+                reason: format!("must be a JSON object, found {}", kind_of(other)),
+            })
+        }
+        None => {
+            return Err(DecodeError::MissingPath {
+                attr: "data",
+                path: envelope.data.to_string(),
+            })
+        }
+    };
+    finish(
+        id,
+        envelope.source.clone(),
+        kind,
+        subject,
+        time,
+        data,
+        None,
+        opts,
+    )
+}
+
 /// Whether a content type is JSON (`application/json`, `application/cloudevents+json`, `…+json`).
 pub fn is_json_content_type(ct: &str) -> bool {
     let base = ct
@@ -338,5 +548,132 @@ mod tests {
         assert_eq!(e.subject, "E9");
         assert_eq!(e.data["x"], 1);
         assert!(e.traceparent.is_some());
+    }
+    fn envelope() -> Envelope {
+        let p = |s: &str| JsonPath::parse(s).unwrap();
+        Envelope {
+            id: p("$.eventId"),
+            kind: p("$.eventType"),
+            subject: Some(p("$.worker.id")),
+            time: Some(p("$.occurredAt")),
+            data: p("$.worker"),
+            source: "kafka:hr".into(),
+        }
+    }
+
+    #[test]
+    fn decodes_enveloped_json() {
+        let msg =
+            br#"{"eventId":42,"eventType":"hr.worker.hired","occurredAt":"2026-01-01T10:00:00Z",
+            "worker":{"id":"W7","email":"a@b.c"}}"#;
+        let e = decode_enveloped(msg, &envelope(), &opts(), Some("K")).unwrap();
+        assert_eq!(e.id, "42");
+        assert_eq!(e.kind, "hr.worker.hired");
+        assert_eq!(e.subject, "W7");
+        assert_eq!(e.source, "kafka:hr");
+        assert_eq!(e.data["email"], "a@b.c");
+        assert!(e.time.is_some());
+        // No subject at the path: the key.
+        let msg = br#"{"eventId":"e1","eventType":"hr.worker.updated","worker":{"email":"x"}}"#;
+        let e = decode_enveloped(msg, &envelope(), &opts(), Some("K")).unwrap();
+        assert_eq!(e.subject, "K");
+        assert!(e.time.is_none());
+        // Whole message as data.
+        let mut whole = envelope();
+        whole.data = JsonPath::parse("$").unwrap();
+        let e = decode_enveloped(msg, &whole, &opts(), Some("K")).unwrap();
+        assert_eq!(e.data["eventId"], "e1");
+    }
+
+    #[test]
+    fn envelope_errors_name_the_path() {
+        let o = opts();
+        let env = envelope();
+        let e = decode_enveloped(
+            br#"{"eventType":"hr.worker.hired","worker":{}}"#,
+            &env,
+            &o,
+            Some("K"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::MissingPath {
+                attr: "id",
+                path: "$.eventId".into()
+            }
+        );
+        assert!(e.to_string().contains("`$.eventId`"), "{e}");
+        let e = decode_enveloped(br#"{"eventId":"1","worker":{}}"#, &env, &o, None).unwrap_err();
+        assert!(e.to_string().contains("`$.eventType`"), "{e}");
+        let e = decode_enveloped(
+            br#"{"eventId":"1","eventType":"hr.worker.hired","worker":{}}"#,
+            &env,
+            &o,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`$.worker.id`"), "{e}");
+        let e = decode_enveloped(
+            br#"{"eventId":"1","eventType":"hr.worker.hired"}"#,
+            &env,
+            &o,
+            Some("K"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`$.worker`"), "{e}");
+        let e = decode_enveloped(
+            br#"{"eventId":"1","eventType":"hr.worker.hired","worker":[1]}"#,
+            &env,
+            &o,
+            Some("K"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, DecodeError::InvalidPath { attr: "data", .. }),
+            "{e}"
+        );
+        let e = decode_enveloped(
+            br#"{"eventId":"1","eventType":"hr.worker.hired","occurredAt":"soon","worker":{}}"#,
+            &env,
+            &o,
+            Some("K"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`$.occurredAt`"), "{e}");
+        let e = decode_enveloped(
+            br#"{"eventId":"1","eventType":"x.y","worker":{}}"#,
+            &env,
+            &o,
+            Some("K"),
+        )
+        .unwrap_err();
+        assert_eq!(e, DecodeError::UnknownType("x.y".into()));
+        assert!(matches!(
+            decode_enveloped(&[b' '; 2000], &env, &o, None),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_enveloped(b"[]", &env, &o, None),
+            Err(DecodeError::NotAnObject(_))
+        ));
+    }
+
+    #[test]
+    fn parses_paths() {
+        assert_eq!(
+            JsonPath::parse("worker.id").unwrap().as_str(),
+            "$.worker.id"
+        );
+        assert_eq!(JsonPath::parse("$").unwrap().as_str(), "$");
+        assert!(JsonPath::parse("").is_err());
+        assert!(JsonPath::parse("$.a..b").is_err());
+        assert!(JsonPath::parse("$a").is_err());
+        let v: Value = serde_json::json!({"a":[{"b":1}]});
+        assert_eq!(
+            JsonPath::parse("$.a.0.b").unwrap().get(&v),
+            Some(&serde_json::json!(1))
+        );
+        assert_eq!(JsonPath::parse("$.a.1.b").unwrap().get(&v), None);
     }
 }
