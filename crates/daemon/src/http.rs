@@ -31,6 +31,8 @@ pub struct AppState {
     pub pools: BTreeMap<String, PoolHandle>,
     pub mapping_version: String,
     pub reload: Arc<crate::reload::ReloadStats>,
+    /// Set when intake stopped because the store cannot persist.
+    pub intake_stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
@@ -213,6 +215,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
         "scimflow_config_reloads_total{{result=\"failure\"}} {}",
         st.reload.failure.load(Relaxed)
     );
+    out.push_str("# HELP scimflow_store_healthy 1 while the store can persist, 0 after a write failure.\n# TYPE scimflow_store_healthy gauge\n");
+    let _ = writeln!(out, "scimflow_store_healthy {}", u8::from(st.store.healthy()));
+    out.push_str("# HELP scimflow_intake_stopped 1 when intake stopped because the store cannot persist.\n# TYPE scimflow_intake_stopped gauge\n");
+    let _ = writeln!(out, "scimflow_intake_stopped {}", u8::from(st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst)));
     out.push_str("# HELP scimflow_delivery_operations_total Finished operations by target and outcome.\n# TYPE scimflow_delivery_operations_total counter\n");
     for (name, p) in &st.pools {
         for (outcome, v) in [

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,10 @@ async fn build_and_run(
     ));
     let sink: Arc<dyn EventSink> = pipeline.clone();
 
-    // Spawned: the source.
+    // Spawned: the source. If the store fails (e.g. disk full), intake stops — nothing unpersisted
+    // is acknowledged — while the process stays up, failing readiness, until an operator restarts it
+    // after fixing the cause; the restart resumes from what was durably recorded.
+    let intake_stopped = Arc::new(AtomicBool::new(false));
     let log_wake = Arc::new(Notify::new());
     let source_shutdown = CancellationToken::new();
     let source = match &config.kafka {
@@ -102,30 +106,30 @@ async fn build_and_run(
             let src = scimflow_kafka::KafkaSource::build(k)
                 .context("cannot create the Kafka consumer")?;
             tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
-            let (sink, stop, fail) = (sink.clone(), source_shutdown.clone(), shutdown.clone());
+            let (sink, stop, halted) = (sink.clone(), source_shutdown.clone(), intake_stopped.clone());
             tokio::spawn(async move {
                 let r = src.run(sink, stop).await.map_err(anyhow::Error::from);
-                if r.is_err() {
-                    fail.cancel();
+                if let Err(e) = &r {
+                    halt(&halted, e);
                 }
                 r
             })
         }
         None => {
             tracing::info!("using the embedded source (no kafka configured)");
-            let (store, sink, wake, stop, fail) = (
+            let (store, sink, wake, stop, halted) = (
                 store.clone(),
                 sink.clone(),
                 log_wake.clone(),
                 source_shutdown.clone(),
-                shutdown.clone(),
+                intake_stopped.clone(),
             );
             tokio::spawn(async move {
                 let r = crate::embedded::tail(store, sink, wake, stop)
                     .await
                     .map_err(anyhow::Error::from);
-                if r.is_err() {
-                    fail.cancel();
+                if let Err(e) = &r {
+                    halt(&halted, e);
                 }
                 r
             })
@@ -134,16 +138,15 @@ async fn build_and_run(
 
     // Spawned: the scheduler releasing effective-dated operations.
     let scheduler = {
-        let (store, pools, stop, fail) = (
+        let (store, pools, stop, halted) = (
             store.clone(),
             pools.clone(),
             source_shutdown.clone(),
-            shutdown.clone(),
+            intake_stopped.clone(),
         );
         tokio::spawn(async move {
             if let Err(e) = crate::schedule::run(store, pools, stop).await {
-                tracing::error!(error = %e, "scheduler stopped");
-                fail.cancel();
+                halt(&halted, &anyhow::Error::from(e));
             }
         })
     };
@@ -177,6 +180,7 @@ async fn build_and_run(
             .collect::<BTreeMap<_, _>>(),
         mapping_version: version.clone(),
         reload: reload_stats.clone(),
+        intake_stopped: intake_stopped.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -198,7 +202,7 @@ async fn build_and_run(
     // Wait for a signal (or a fatal error).
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutting down"),
-        _ = shutdown.cancelled() => tracing::error!("a fatal error stopped intake; shutting down"),
+        _ = shutdown.cancelled() => tracing::error!("shutting down after a fatal error"),
     }
 
     // Drained, in dependency order: stop intake, let delivery finish or keep work queued, flush.
@@ -216,6 +220,17 @@ async fn build_and_run(
     managed.close();
     tracing::info!("stopped");
     source_result
+}
+
+/// Records that intake stopped because of `e`, loudly.
+fn halt(flag: &AtomicBool, e: &anyhow::Error) {
+    flag.store(true, Ordering::SeqCst);
+    tracing::error!(
+        error = format!("{e:#}"),
+        "INTAKE STOPPED: the store cannot persist; nothing more is consumed or acknowledged. \
+         Readiness now fails. Fix the cause (e.g. free disk space) and restart scimflow: it resumes \
+         from what was durably recorded"
+    );
 }
 
 async fn shutdown_signal() {
