@@ -396,3 +396,177 @@ pub fn example_env(scim: &Scim2Server, ingest_token: &str) -> Vec<(&'static str,
         ("SCIMFLOW_INGEST_TOKEN", ingest_token.to_owned()),
     ]
 }
+
+// ---------------------------------------------------------------------------------------------
+// Added for the issue-5 proofs (tests/kafka_soak.rs, tests/kafka_replicas.rs).
+// ---------------------------------------------------------------------------------------------
+
+impl Scenario {
+    /// Like [`Scenario::hr`], but each person gets between 1 and `max_extra` events after the hire
+    /// (`max_extra` ≤ 15), so `total_events` may be anywhere in `2 × people ..= (1 + max_extra) ×
+    /// people` (e.g. 10,000 events for 2,000 people with `max_extra = 5`). Same event shapes, same
+    /// per-person ordering and strictly increasing times, same "every fifth person is terminated by
+    /// their last event" rule.
+    pub fn hr_dense(people: usize, total_events: usize, max_extra: usize, seed: u64) -> Scenario {
+        assert!((1..=15).contains(&max_extra), "max_extra must be 1..=15");
+        assert!(total_events >= people * 2 && total_events <= people * (1 + max_extra));
+        let mut rng = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut extra = vec![1usize; people];
+        let mut left = total_events - 2 * people;
+        while left > 0 {
+            let i = (next() % people as u64) as usize;
+            if extra[i] < max_extra {
+                extra[i] += 1;
+                left -= 1;
+            }
+        }
+        let depts = ["Engineering", "Research", "Sales", "Finance", "Support"];
+        let titles = [
+            "Engineer",
+            "Senior Engineer",
+            "Manager",
+            "Analyst",
+            "Director",
+        ];
+        let mut per_person: Vec<Vec<Value>> = Vec::new();
+        let mut expected = BTreeMap::new();
+        let mut n = 0;
+        for (i, &k) in extra.iter().enumerate() {
+            let mut p = Person {
+                id: format!("E{:05}", 10_000 + i),
+                first: format!("First{i}"),
+                last: format!("Last{i}"),
+                email: format!("first{i}.last{i}@example.com"),
+                department: depts[i % depts.len()].into(),
+                title: titles[0].into(),
+                active: true,
+            };
+            let mut evs = Vec::new();
+            evs.push(hr_event(&mut n, "hr.worker.hired", &p, 0, i));
+            for step in 1..=k {
+                if i % 5 == 0 && step == k {
+                    p.active = false;
+                    evs.push(hr_event(&mut n, "hr.worker.terminated", &p, step, i));
+                } else {
+                    p.title = titles[(step + i) % titles.len()].into();
+                    p.department = depts[(step * 2 + i) % depts.len()].into();
+                    evs.push(hr_event(&mut n, "hr.worker.updated", &p, step, i));
+                }
+            }
+            expected.insert(p.id.clone(), p);
+            per_person.push(evs);
+        }
+        let mut cursors = vec![0usize; people];
+        let mut events = Vec::with_capacity(total_events);
+        while events.len() < total_events {
+            let i = (next() % people as u64) as usize;
+            if cursors[i] < per_person[i].len() {
+                events.push(per_person[i][cursors[i]].clone());
+                cursors[i] += 1;
+            }
+        }
+        Scenario { events, expected }
+    }
+}
+
+/// One HR CloudEvent in the shape [`Scenario::hr`] produces (`step` sets the hour, `i` the minute).
+pub fn hr_event(n: &mut usize, kind: &str, p: &Person, step: usize, i: usize) -> Value {
+    *n += 1;
+    json!({
+        "specversion": "1.0",
+        "id": format!("evt-{:06}", *n),
+        "source": "urn:example:hr",
+        "type": kind,
+        "subject": p.id,
+        "time": format!("2026-12-01T{:02}:{:02}:00Z", 8 + step, (i % 60)),
+        "datacontenttype": "application/json",
+        "data": {
+            "employeeId": p.id, "email": p.email, "firstName": p.first, "lastName": p.last,
+            "department": p.department, "title": p.title,
+            "status": if p.active { "active" } else { "terminated" }
+        }
+    })
+}
+
+/// Produces `events` to `topic`, keyed by `subject`, keeping each key's order: consecutive events
+/// with distinct keys are sent concurrently, and a round ends before a key repeats.
+pub async fn produce_keyed(bootstrap: &str, topic: &str, events: &[Value]) -> anyhow::Result<()> {
+    let producer = std::sync::Arc::new(scimflow_kafka::Producer::new(bootstrap)?);
+    let mut i = 0;
+    while i < events.len() {
+        let mut keys = std::collections::HashSet::new();
+        let mut round = tokio::task::JoinSet::new();
+        while i < events.len() {
+            let key = events[i]["subject"].as_str().unwrap_or("").to_owned();
+            if !keys.insert(key.clone()) {
+                break;
+            }
+            let (p, t, body) = (producer.clone(), topic.to_owned(), events[i].to_string());
+            round.spawn(async move { p.send(&t, &key, body.as_bytes(), &[]).await });
+            i += 1;
+        }
+        while let Some(r) = round.join_next().await {
+            r??;
+        }
+    }
+    Ok(())
+}
+
+/// Every operation id in the audit log (`scimflow audit export`) with its number of records.
+pub fn audit_records_per_op(data_dir: &Path) -> anyhow::Result<HashMap<String, usize>> {
+    let audit = json_lines(&scimflow_offline(&["audit", "export"], data_dir)?);
+    let mut per_op = HashMap::new();
+    for r in &audit {
+        if let Some(op) = r["op_id"].as_str().filter(|s| !s.is_empty()) {
+            *per_op.entry(op.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(per_op)
+}
+
+/// `applied + noop + failed` of one target (terminal outcomes since this daemon process started).
+pub async fn terminal_count(daemon: &Daemon, target: &str) -> anyhow::Result<u64> {
+    let t = daemon.targets().await?;
+    let t = t
+        .get(target)
+        .with_context(|| format!("no target {target} in /api/v1/targets"))?;
+    Ok(["applied", "noop", "failed"]
+        .iter()
+        .map(|k| t[*k].as_u64().unwrap_or(0))
+        .sum())
+}
+
+/// Polls until the SCIM server holds exactly `expected` (no daemon check; for several daemons or
+/// while a daemon is down). Returns the users.
+pub async fn wait_for_users(
+    scim: &Scim2Server,
+    expected: &BTreeMap<String, Person>,
+    deadline: Duration,
+    context: impl Fn() -> String,
+) -> anyhow::Result<Vec<Value>> {
+    let until = Instant::now() + deadline;
+    loop {
+        let users = scim.list_users().await?;
+        let problems = diff_users(&users, expected);
+        if problems.is_empty() {
+            return Ok(users);
+        }
+        if Instant::now() > until {
+            bail!(
+                "end state not reached within {deadline:?}: {} problem(s), first: {:?}\n{}",
+                problems.len(),
+                problems.iter().take(5).collect::<Vec<_>>(),
+                context()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
