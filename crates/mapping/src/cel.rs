@@ -103,9 +103,14 @@ impl std::error::Error for EvalError {}
 /// Building it copies nothing; expressions read the event's JSON in place.
 #[derive(Debug, Clone, Copy)]
 pub struct Activation<'a> {
-    event: &'a scimflow_core::Event,
-    prior: Option<&'a scimflow_core::SubjectState>,
-    now: DateTime<Utc>,
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) time: Option<DateTime<Utc>>,
+    pub(crate) data: &'a Json,
+    pub(crate) prior: Option<&'a Json>,
+    pub(crate) now: DateTime<Utc>,
 }
 
 impl<'a> Activation<'a> {
@@ -115,7 +120,32 @@ impl<'a> Activation<'a> {
         prior: Option<&'a scimflow_core::SubjectState>,
         now: DateTime<Utc>,
     ) -> Self {
-        Activation { event, prior, now }
+        Activation {
+            id: &event.id,
+            source: &event.source,
+            kind: &event.kind,
+            subject: &event.subject,
+            time: event.time,
+            data: &event.data,
+            prior: prior.map(|p| &p.data),
+            now,
+        }
+    }
+
+    /// The variables as they were for the event a stored state stands for: `event` is the
+    /// state's last event (its data, id, type, subject and time; an empty source), `prior` null.
+    /// Borrows the state; copies nothing.
+    pub fn of_state(state: &'a scimflow_core::SubjectState, now: DateTime<Utc>) -> Self {
+        Activation {
+            id: &state.last_event_id,
+            source: "",
+            kind: &state.last_kind,
+            subject: &state.subject,
+            time: state.last_time,
+            data: &state.data,
+            prior: None,
+            now,
+        }
     }
 }
 
@@ -151,6 +181,17 @@ impl Program {
                 "condition must be a bool, got {}",
                 other.type_name()
             ))),
+        }
+    }
+
+    /// Evaluates the expression as a condition without converting a boolean result to JSON:
+    /// `Ok(Ok(b))` for a boolean, `Ok(Err(json))` for any other value (null included).
+    pub(crate) fn eval_cond(&self, act: &Activation<'_>) -> Result<Result<bool, Json>, EvalError> {
+        let mut locals = Vec::with_capacity(self.locals);
+        let ctx = eval::Ctx { act };
+        match self.root.eval(&ctx, &mut locals)? {
+            eval::V::Bool(b) => Ok(Ok(b)),
+            other => Ok(Err(other.into_json())),
         }
     }
 

@@ -130,13 +130,7 @@ impl AttrPath {
                 type_value,
                 sub,
             } => {
-                let arr = resource
-                    .entry(attr.clone())
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if !arr.is_array() {
-                    *arr = Value::Array(Vec::new());
-                }
-                let items = arr.as_array_mut().expect("array");
+                let items = arr_entry(resource, attr);
                 let pos = items
                     .iter()
                     .position(|i| i.get("type").and_then(Value::as_str) == Some(type_value));
@@ -162,13 +156,20 @@ impl AttrPath {
 }
 
 fn obj_entry<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let v = m
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !v.is_object() {
-        *v = Value::Object(Map::new());
+    // Look up by reference first: the key is only copied when the object is new.
+    if !m.get(key).is_some_and(Value::is_object) {
+        m.insert(key.to_owned(), Value::Object(Map::new()));
     }
-    v.as_object_mut().expect("object")
+    m.get_mut(key)
+        .and_then(Value::as_object_mut)
+        .expect("object")
+}
+
+fn arr_entry<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
+    if !m.get(key).is_some_and(Value::is_array) {
+        m.insert(key.to_owned(), Value::Array(Vec::new()));
+    }
+    m.get_mut(key).and_then(Value::as_array_mut).expect("array")
 }
 
 fn add_schema(resource: &mut Map<String, Value>, urn: &str) {
@@ -382,19 +383,6 @@ fn quote_offset(config: &Config, src: &ExprSource) -> u64 {
     }
 }
 
-/// The event a stored subject state stands for (to evaluate the mapping as it was).
-fn prior_event(p: &SubjectState) -> Event {
-    Event {
-        id: p.last_event_id.clone(),
-        source: String::new(),
-        kind: p.last_kind.clone(),
-        subject: p.subject.clone(),
-        time: p.last_time,
-        data: p.data.clone(),
-        traceparent: None,
-    }
-}
-
 fn err(t: &CompiledTarget, expression: &str, reason: impl Into<String>) -> PlanError {
     PlanError {
         target: t.name.clone(),
@@ -408,10 +396,10 @@ fn eval_bool(
     p: &lang::Program,
     act: &lang::Activation<'_>,
 ) -> Result<bool, PlanError> {
-    match p.eval(act) {
-        Ok(Value::Bool(b)) => Ok(b),
-        Ok(Value::Null) => Ok(false),
-        Ok(other) => Err(err(
+    match p.eval_cond(act) {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(Value::Null)) => Ok(false),
+        Ok(Err(other)) => Err(err(
             t,
             p.source(),
             format!("expected true or false, got {other}"),
@@ -448,7 +436,7 @@ impl CompiledTarget {
             && self
                 .scope
                 .as_ref()
-                .is_none_or(|s| matches!(s.eval(act), Ok(Value::Bool(true))))
+                .is_none_or(|s| matches!(s.eval_cond(act), Ok(Ok(true))))
     }
 
     /// Builds the desired resource; `Err` names the failing expression.
@@ -460,7 +448,7 @@ impl CompiledTarget {
     /// find the account), an attribute that cannot be evaluated is left out instead of failing: a
     /// mapping problem must never block removing access. The matching attributes are still required.
     fn build(&self, act: &lang::Activation<'_>, lenient: bool) -> Result<Built, PlanError> {
-        let mut resource = Map::new();
+        let mut resource = Map::with_capacity(self.attrs.len() + 2);
         resource.insert(
             "schemas".into(),
             Value::Array(vec![Value::String(USER_SCHEMA.into())]),
@@ -569,10 +557,7 @@ impl Mapping {
     /// Plans for `event` at time `now` (injectable for tests and `scimflow map`).
     pub fn plan_at(&self, event: &Event, prior: Option<&SubjectState>, now: DateTime<Utc>) -> Plan {
         let act = lang::Activation::new(event, prior, now);
-        let prior_ev = prior.map(prior_event);
-        let prior_act = prior_ev
-            .as_ref()
-            .map(|e| lang::Activation::new(e, None, now));
+        let prior_act = prior.map(|p| lang::Activation::of_state(p, now));
         let mut plan = Plan::default();
         for t in &self.targets {
             let prior_kind = prior.map(|p| p.last_kind.as_str());
@@ -682,16 +667,23 @@ impl Mapping {
                 t.resource(pa).ok().map(|prev| {
                     let mut prev = prev.resource;
                     prev.entry("active").or_insert(Value::Bool(true));
-                    let mut new = resource.clone();
-                    for k in &built.create_only {
-                        prev.remove(k);
-                        new.remove(k);
-                    }
-                    serde_json::to_value(scimflow_scim::patch::diff(
-                        &Value::Object(prev),
-                        &Value::Object(new),
-                    ))
-                    .expect("patch serializes")
+                    let patch = if built.create_only.is_empty() {
+                        // Compare against the resource itself: no copy needed.
+                        let new = Value::Object(std::mem::take(&mut resource));
+                        let patch = scimflow_scim::patch::diff(&Value::Object(prev), &new);
+                        if let Value::Object(m) = new {
+                            resource = m;
+                        }
+                        patch
+                    } else {
+                        let mut new = resource.clone();
+                        for k in &built.create_only {
+                            prev.remove(k);
+                            new.remove(k);
+                        }
+                        scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(new))
+                    };
+                    serde_json::to_value(patch).expect("patch serializes")
                 })
             }
             _ => None,

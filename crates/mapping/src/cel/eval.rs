@@ -421,7 +421,7 @@ impl Node {
             }),
             Node::Var(Root::Now) => Ok(V::Timestamp(ctx.act.now)),
             Node::Var(Root::Prior) => Ok(match ctx.act.prior {
-                Some(p) => V::from_json(&p.data),
+                Some(p) => V::from_json(p),
                 None => V::Null,
             }),
             Node::Var(Root::Event) => Ok(event_value(ctx.act)),
@@ -581,14 +581,13 @@ fn event_value<'e>(act: &Activation<'e>) -> V<'e> {
 }
 
 fn event_field<'e>(act: &Activation<'e>, field: &str) -> Option<V<'e>> {
-    let e = act.event;
     Some(match field {
-        "id" => V::Str(Cow::Borrowed(&e.id)),
-        "source" => V::Str(Cow::Borrowed(&e.source)),
-        "type" => V::Str(Cow::Borrowed(&e.kind)),
-        "subject" => V::Str(Cow::Borrowed(&e.subject)),
-        "time" => e.time.map(V::Timestamp).unwrap_or(V::Null),
-        "data" => match &e.data {
+        "id" => V::Str(Cow::Borrowed(act.id)),
+        "source" => V::Str(Cow::Borrowed(act.source)),
+        "type" => V::Str(Cow::Borrowed(act.kind)),
+        "subject" => V::Str(Cow::Borrowed(act.subject)),
+        "time" => act.time.map(V::Timestamp).unwrap_or(V::Null),
+        "data" => match act.data {
             Json::Null => V::JMap(empty_map()),
             d => V::from_json(d),
         },
@@ -741,9 +740,19 @@ fn binary<'e>(op: BinOp, x: V<'e>, y: V<'e>) -> Result<V<'e>, EvalError> {
     }
     Ok(match (op, x, y) {
         (BinOp::Add, V::Str(a), V::Str(b)) => {
-            let mut s = String::with_capacity(a.len() + b.len());
-            s.push_str(&a);
-            s.push_str(&b);
+            // `a + b + c` grows the left operand's buffer instead of copying it again.
+            let s = match a {
+                Cow::Owned(mut s) => {
+                    s.push_str(&b);
+                    s
+                }
+                Cow::Borrowed(a) => {
+                    let mut s = String::with_capacity(a.len() + b.len() + 16);
+                    s.push_str(a);
+                    s.push_str(&b);
+                    s
+                }
+            };
             V::Str(Cow::Owned(s))
         }
         (BinOp::Add, V::Int(a), V::Int(b)) => {

@@ -109,12 +109,16 @@ fn diff_attr(
     if !is_attr_name(name) {
         return;
     }
+    let old = old.filter(|v| !v.is_null());
+    if old.is_some_and(|o| o == new) {
+        // Unchanged: nothing to do (and no path to build).
+        return;
+    }
     let attr = AttrPath {
         urn: urn.map(str::to_owned),
         attr: name.to_owned(),
         sub_attr: None,
     };
-    let old = old.filter(|v| !v.is_null());
     match (old, new) {
         (None, Value::Null) => {}
         (Some(_), Value::Null) => ops.push(PatchOperation::remove(attr.to_string())),
