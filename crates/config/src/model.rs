@@ -75,7 +75,8 @@ pub struct RawIngest {
 #[derive(Debug, Deserialize)]
 pub struct RawKafka {
     pub brokers: Spanned<String>,
-    pub topics: Vec<Spanned<String>>,
+    /// Each entry: a topic name (CloudEvents), or `{ name, format: cloudevents|json, envelope: {…} }`.
+    pub topics: Vec<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub group_id: Option<String>,
     #[serde(default)]
@@ -85,6 +86,15 @@ pub struct RawKafka {
     pub options: BTreeMap<String, String>,
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// Largest accepted message, in bytes (default: `ingest.max_event_bytes`).
+    #[serde(default)]
+    pub max_event_bytes: Option<usize>,
+    /// Where undecodable messages are also produced (with a `scimflow-reject-reason` header).
+    #[serde(default)]
+    pub dead_letter_topic: Option<Spanned<String>>,
+    /// `{ env: NAME }` or `{ file: PATH }`, set as librdkafka's `sasl.password`.
+    #[serde(default)]
+    pub sasl_password: Option<Spanned<serde_json::Value>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -323,12 +333,46 @@ pub struct IngestConfig {
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
-    pub topics: Vec<String>,
+    pub topics: Vec<KafkaTopic>,
     pub group_id: String,
     pub client_id: String,
+    /// Passed through to librdkafka (they win over scimflow's settings). TLS/SASL:
+    /// `security.protocol` (`ssl`, `sasl_ssl`, `sasl_plaintext`), `ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`, `sasl.mechanisms` (`PLAIN`, `SCRAM-SHA-256`,
+    /// `SCRAM-SHA-512`), `sasl.username`. Never `sasl.password`: use [`KafkaConfig::sasl_password`].
     pub options: BTreeMap<String, String>,
-    /// Decoded messages whose effects are not yet durable, at most.
+    /// Messages per partition whose effects are not yet durable before the partition is paused
+    /// (it resumes below half of this).
     pub max_in_flight: usize,
+    /// Largest accepted message, in bytes; `None` = the sink's limit (`ingest.max_event_bytes`).
+    pub max_event_bytes: Option<usize>,
+    /// Where undecodable messages are also produced, before their offset is stored.
+    pub dead_letter_topic: Option<String>,
+    /// The SASL password, resolved when the consumer is built and set as `sasl.password`.
+    pub sasl_password: Option<SecretRef>,
+}
+
+impl KafkaConfig {
+    /// The topic names, for subscribing and logging.
+    pub fn topic_names(&self) -> Vec<&str> {
+        self.topics.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+/// One consumed topic and how its messages are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaTopic {
+    pub name: String,
+    pub format: TopicFormat,
+}
+
+/// How a topic's messages are decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicFormat {
+    /// CloudEvents 1.0, structured mode, or binary mode when a message has `ce_specversion`.
+    CloudEvents,
+    /// Plain JSON; the envelope says where the event attributes are.
+    Json(scimflow_core::decode::Envelope),
 }
 
 /// An expression as written, with where it is written (for diagnostics).

@@ -277,6 +277,9 @@ pub fn validate_all(
                 "client_id",
                 "options",
                 "max_in_flight",
+                "max_event_bytes",
+                "dead_letter_topic",
+                "sasl_password",
             ],
             &mut d,
         );
@@ -286,18 +289,51 @@ pub fn validate_all(
         if k.topics.is_empty() {
             d.push(src.at(k.brokers.referenced, "kafka.topics names no topic"));
         }
-        for t in &k.topics {
+        let topics: Vec<KafkaTopic> = k
+            .topics
+            .iter()
+            .filter_map(|t| kafka_topic(src, t, &mut d))
+            .collect();
+        if let Some(t) = &k.dead_letter_topic {
             if t.value.trim().is_empty() {
-                d.push(src.at(t.referenced, "empty topic name"));
+                d.push(src.at(t.referenced, "kafka.dead_letter_topic is empty"));
+            } else if topics.iter().any(|c| c.name == t.value) {
+                d.push(
+                    src.at(
+                        t.referenced,
+                        format!("kafka.dead_letter_topic `{}` is also consumed", t.value),
+                    )
+                    .with_hint("use a topic scimflow does not read"),
+                );
             }
+        }
+        if k.options.contains_key("sasl.password") {
+            d.push(
+                src.at(
+                    k.brokers.referenced,
+                    "kafka.options must not contain `sasl.password` (a literal secret)",
+                )
+                .with_hint("write kafka.sasl_password: { env: NAME } or { file: PATH }"),
+            );
+        }
+        if k.max_event_bytes == Some(0) {
+            d.push(src.at(
+                k.brokers.referenced,
+                "kafka.max_event_bytes must be positive",
+            ));
         }
         KafkaConfig {
             brokers: k.brokers.value,
-            topics: k.topics.into_iter().map(|t| t.value).collect(),
+            topics,
             group_id: k.group_id.unwrap_or_else(|| "scimflow".into()),
             client_id: k.client_id.unwrap_or_else(|| "scimflow".into()),
             options: k.options,
             max_in_flight: k.max_in_flight.unwrap_or(10_000).max(1),
+            max_event_bytes: k.max_event_bytes,
+            dead_letter_topic: k.dead_letter_topic.map(|t| t.value),
+            sasl_password: k
+                .sasl_password
+                .and_then(|p| secret(src, "kafka.sasl_password", &p, &mut d)),
         }
     });
     let mut tables = raw.tables;
@@ -685,6 +721,228 @@ fn secret(
                     .with_hint("write { env: NAME } or { file: /path/to/secret }"),
             );
             None
+        }
+    }
+}
+
+/// One `kafka.topics` entry: a name, or `{ name, format, envelope }`.
+fn kafka_topic(
+    src: &Source,
+    t: &Spanned<serde_json::Value>,
+    d: &mut Vec<Diagnostic>,
+) -> Option<KafkaTopic> {
+    use scimflow_core::decode::{Envelope, JsonPath};
+    use serde_json::Value;
+    let at = t.referenced;
+    let name_ok = |n: &str, d: &mut Vec<Diagnostic>| {
+        if n.trim().is_empty() {
+            d.push(src.at(at, "empty topic name"));
+            false
+        } else {
+            true
+        }
+    };
+    let obj = match &t.value {
+        Value::String(n) => {
+            return name_ok(n, d).then(|| KafkaTopic {
+                name: n.clone(),
+                format: TopicFormat::CloudEvents,
+            })
+        }
+        Value::Object(o) => o,
+        _ => {
+            d.push(
+                src.at(at, "a kafka.topics entry must be a name or a mapping")
+                    .with_hint(
+                        "write `- NAME` or `- { name: NAME, format: json, envelope: {...} }`",
+                    ),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    for k in obj.keys() {
+        if !["name", "format", "envelope"].contains(&k.as_str()) {
+            d.push(src.at(
+                at,
+                format!(
+                    "unknown key `{k}` in a kafka.topics entry (known: name, format, envelope)"
+                ),
+            ));
+            ok = false;
+        }
+    }
+    let name = match obj.get("name").and_then(Value::as_str) {
+        Some(n) if name_ok(n, d) => n.to_owned(),
+        Some(_) => return None,
+        None => {
+            d.push(src.at(at, "a kafka.topics entry has no `name`"));
+            return None;
+        }
+    };
+    let format = obj
+        .get("format")
+        .map(|f| f.as_str().unwrap_or("?"))
+        .unwrap_or(if obj.contains_key("envelope") {
+            "json"
+        } else {
+            "cloudevents"
+        });
+    let envelope = obj.get("envelope");
+    let format = match format {
+        "cloudevents" => {
+            if envelope.is_some() {
+                d.push(src.at(
+                    at,
+                    format!("topic `{name}`: an envelope needs `format: json`"),
+                ));
+                ok = false;
+            }
+            TopicFormat::CloudEvents
+        }
+        "json" => {
+            let mut env = Envelope::with_source(format!("kafka:{name}"));
+            match envelope {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(e)) => {
+                    for (key, v) in e {
+                        if key == "source" {
+                            match v.as_str() {
+                                Some(lit) if !lit.trim().is_empty() => env.source = lit.to_owned(),
+                                _ => {
+                                    d.push(src.at(at, format!("topic `{name}`: envelope.source must be a non-empty string")));
+                                    ok = false;
+                                }
+                            }
+                            continue;
+                        }
+                        let path = match v.as_str().map(JsonPath::parse) {
+                            Some(Ok(p)) => p,
+                            Some(Err(why)) => {
+                                d.push(
+                                    src.at(at, format!("topic `{name}`: envelope.{key}: {why}")),
+                                );
+                                ok = false;
+                                continue;
+                            }
+                            None => {
+                                d.push(src.at(
+                                    at,
+                                    format!("topic `{name}`: envelope.{key} must be a string"),
+                                ));
+                                ok = false;
+                                continue;
+                            }
+                        };
+                        match key.as_str() {
+                            "id" => env.id = path,
+                            "type" => env.kind = path,
+                            "subject" => env.subject = Some(path),
+                            "time" => env.time = Some(path),
+                            "data" => env.data = path,
+                            other => {
+                                d.push(src.at(at, format!("topic `{name}`: unknown envelope key `{other}` (known: id, type, subject, time, data, source)")));
+                                ok = false;
+                            }
+                        }
+                    }
+                }
+                Some(_) => {
+                    d.push(src.at(at, format!("topic `{name}`: envelope must be a mapping")));
+                    ok = false;
+                }
+            }
+            TopicFormat::Json(env)
+        }
+        other => {
+            d.push(
+                src.at(at, format!("topic `{name}`: unknown format `{other}`"))
+                    .with_hint("choose cloudevents or json"),
+            );
+            return None;
+        }
+    };
+    ok.then_some(KafkaTopic { name, format })
+}
+
+#[cfg(test)]
+mod kafka_tests {
+    use crate::{load_str, KafkaTopic, TopicFormat};
+
+    const BASE: &str = r#"version: 1
+kafka:
+  brokers: 127.0.0.1:9092
+  topics:
+    - hr.events
+    - name: workers
+      format: json
+      envelope: { id: "$.eventId", type: "$.eventType", subject: "$.worker.id", time: "$.occurredAt", data: "$.worker" }
+  dead_letter_topic: scimflow.dlq
+  max_event_bytes: 4096
+  sasl_password: { env: KAFKA_PASSWORD }
+  options:
+    security.protocol: sasl_ssl
+    sasl.mechanisms: SCRAM-SHA-512
+    sasl.username: scimflow
+targets:
+  demo:
+    base_url: https://scim.example.com/v2
+    auth: { type: bearer, token: { env: TOKEN } }
+    lifecycle:
+      hr.worker.hired: upsert
+    user:
+      externalId: event.data.id
+      userName: event.data.email
+"#;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "KAFKA_PASSWORD" || k == "TOKEN").then(|| "pw".to_owned())
+    }
+
+    #[test]
+    fn parses_topic_formats_and_kafka_settings() {
+        let c = load_str(BASE, "c.yaml", &env).unwrap();
+        let k = c.kafka.unwrap();
+        assert_eq!(k.topic_names(), vec!["hr.events", "workers"]);
+        assert_eq!(
+            k.topics[0],
+            KafkaTopic {
+                name: "hr.events".into(),
+                format: TopicFormat::CloudEvents
+            }
+        );
+        let TopicFormat::Json(e) = &k.topics[1].format else {
+            panic!("{:?}", k.topics[1])
+        };
+        assert_eq!(e.id.as_str(), "$.eventId");
+        assert_eq!(e.kind.as_str(), "$.eventType");
+        assert_eq!(e.subject.as_ref().unwrap().as_str(), "$.worker.id");
+        assert_eq!(e.data.as_str(), "$.worker");
+        assert_eq!(e.source, "kafka:workers");
+        assert_eq!(k.dead_letter_topic.as_deref(), Some("scimflow.dlq"));
+        assert_eq!(k.max_event_bytes, Some(4096));
+        assert_eq!(format!("{:?}", k.sasl_password), "Some(env:KAFKA_PASSWORD)");
+    }
+
+    #[test]
+    fn reports_bad_topics_and_literal_passwords() {
+        let bad = BASE
+            .replace("format: json", "format: avro")
+            .replace("    - hr.events\n", "    - hr.events\n    - { name: x, envelope: { id: \"$..a\", colour: \"$.c\" } }\n    - 3\n")
+            .replace("sasl.username: scimflow", "sasl.username: scimflow\n    sasl.password: hunter2")
+            .replace("dead_letter_topic: scimflow.dlq", "dead_letter_topic: hr.events");
+        let e = load_str(&bad, "c.yaml", &env).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        for want in [
+            "unknown format `avro`",
+            "envelope.id: `$..a` has an empty segment",
+            "unknown envelope key `colour`",
+            "must be a name or a mapping",
+            "must not contain `sasl.password`",
+            "`hr.events` is also consumed",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in {text}");
         }
     }
 }

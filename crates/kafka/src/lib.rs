@@ -66,8 +66,7 @@ impl KafkaSource {
     /// Creates the consumer and subscribes to the configured topics.
     pub fn build(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
         let consumer: StreamConsumer = client_config(cfg).create()?;
-        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
+        consumer.subscribe(&cfg.topic_names())?;
         Ok(KafkaSource {
             consumer: Arc::new(consumer),
             max_in_flight: cfg.max_in_flight,
