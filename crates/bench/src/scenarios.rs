@@ -1,0 +1,5 @@
+//! The three scenarios; each returns its one-line summary.
+
+pub mod consume;
+pub mod latency;
+pub mod throughput;
