@@ -76,6 +76,10 @@ pub struct SubjectState {
     /// replayed event is recognised as a duplicate even when a newer one was applied since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_event_ids: Vec<String>,
+    /// Version of the mapping the last event was planned with (empty when unknown). A minimal PATCH
+    /// against this state is only valid under the same mapping.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mapping_version: String,
 }
 
 /// How many recent event ids a [`SubjectState`] remembers.
@@ -91,6 +95,7 @@ impl SubjectState {
             last_kind: event.kind.clone(),
             data: event.data.clone(),
             recent_event_ids: vec![event.id.clone()],
+            mapping_version: String::new(),
         }
     }
 

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/events", post(post_events))
         .route("/api/v1/targets", get(get_targets))
+        .route("/api/v1/scheduled", get(get_scheduled))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -165,6 +166,14 @@ async fn readyz(State(st): State<AppState>) -> Response {
         })
         .map(|(n, _)| n.as_str())
         .collect();
+    if st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        let why = st
+            .store
+            .last_error()
+            .unwrap_or_else(|| "the store failed".into());
+        let msg = format!("not ready: intake stopped: {why}");
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     if !stopped.is_empty() {
         let msg = format!(
             "not ready: delivery stopped for target(s) {}",
@@ -216,9 +225,17 @@ async fn metrics(State(st): State<AppState>) -> Response {
         st.reload.failure.load(Relaxed)
     );
     out.push_str("# HELP scimflow_store_healthy 1 while the store can persist, 0 after a write failure.\n# TYPE scimflow_store_healthy gauge\n");
-    let _ = writeln!(out, "scimflow_store_healthy {}", u8::from(st.store.healthy()));
+    let _ = writeln!(
+        out,
+        "scimflow_store_healthy {}",
+        u8::from(st.store.healthy())
+    );
     out.push_str("# HELP scimflow_intake_stopped 1 when intake stopped because the store cannot persist.\n# TYPE scimflow_intake_stopped gauge\n");
-    let _ = writeln!(out, "scimflow_intake_stopped {}", u8::from(st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst)));
+    let _ = writeln!(
+        out,
+        "scimflow_intake_stopped {}",
+        u8::from(st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst))
+    );
     out.push_str("# HELP scimflow_delivery_operations_total Finished operations by target and outcome.\n# TYPE scimflow_delivery_operations_total counter\n");
     for (name, p) in &st.pools {
         for (outcome, v) in [
@@ -242,4 +259,21 @@ async fn metrics(State(st): State<AppState>) -> Response {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ScheduledQuery {
+    target: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Operations held for a future time (effective dating), earliest first.
+async fn get_scheduled(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ScheduledQuery>,
+) -> Response {
+    match st.store.scheduled_list(q.target.as_deref(), q.limit.unwrap_or(1000).min(10_000)) {
+        Ok(items) => Json(json!({"scheduled": items.iter().map(crate::offline::scheduled_json).collect::<Vec<_>>()})).into_response(),
+        Err(e) => scim_error(StatusCode::SERVICE_UNAVAILABLE, None, &format!("cannot read the schedule: {e}")),
+    }
 }

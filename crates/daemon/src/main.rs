@@ -99,6 +99,14 @@ enum Command {
         #[command(flatten)]
         store: offline::StoreArgs,
     },
+    /// List operations held for a future time (effective dating), earliest first.
+    Scheduled {
+        #[command(flatten)]
+        store: offline::StoreArgs,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Inspect dead letters (operations that failed for good).
     Dlq {
         #[command(flatten)]
@@ -145,5 +153,6 @@ fn main() -> ExitCode {
         Command::Audit { command } => offline::audit(command),
         Command::Rejected { store } => offline::rejected(&store),
         Command::Dlq { store } => offline::dead_letters(&store),
+        Command::Scheduled { store, target } => offline::scheduled(&store, target.as_deref()),
     }
 }

@@ -170,3 +170,34 @@ pub fn dead_letters(args: &StoreArgs) -> ExitCode {
         Err(e) => fail(e),
     }
 }
+
+/// A scheduled operation as shown to operators: when, what, for whom (no attribute values).
+pub fn scheduled_json(s: &scimflow_core::ScheduledOp) -> serde_json::Value {
+    serde_json::json!({
+        "due": s.due,
+        "target": s.op.target,
+        "subject": s.op.subject,
+        "operation": s.op.kind.as_str(),
+        "group": s.op.group,
+        "slot": s.slot,
+        "event_id": s.op.event_id,
+        "op_id": s.op.id,
+    })
+}
+
+/// `scimflow scheduled`: operations held for a future time, earliest first, as JSON lines.
+pub fn scheduled(args: &StoreArgs, target: Option<&str>) -> ExitCode {
+    let s = match open(args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match s.scheduled_list(target, usize::MAX) {
+        Ok(items) => {
+            for i in &items {
+                println!("{}", scheduled_json(i));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}

@@ -93,8 +93,22 @@ impl Pipeline {
                 None,
             ));
         }
-        let plan = planner.plan(event, prior.as_ref());
-        let state = SubjectState::advance(prior.as_ref(), event);
+        let mut plan = planner.plan(event, prior.as_ref());
+        // A minimal PATCH assumes the target holds the prior state as mapped by *this* mapping; after
+        // a mapping change, replace every owned attribute instead.
+        if prior.as_ref().is_some_and(|p| {
+            !p.mapping_version.is_empty() && p.mapping_version != planner.version()
+        }) {
+            for op in plan
+                .ops
+                .iter_mut()
+                .chain(plan.scheduled.iter_mut().map(|s| &mut s.op))
+            {
+                op.patch = None;
+            }
+        }
+        let mut state = SubjectState::advance(prior.as_ref(), event);
+        state.mapping_version = planner.version().to_owned();
         let mut batch = vec![Mutation::PutSubject(state.clone())];
         let mut woken = Vec::new();
         for c in &plan.cancel {

@@ -106,7 +106,11 @@ async fn build_and_run(
             let src = scimflow_kafka::KafkaSource::build(k)
                 .context("cannot create the Kafka consumer")?;
             tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
-            let (sink, stop, halted) = (sink.clone(), source_shutdown.clone(), intake_stopped.clone());
+            let (sink, stop, halted) = (
+                sink.clone(),
+                source_shutdown.clone(),
+                intake_stopped.clone(),
+            );
             tokio::spawn(async move {
                 let r = src.run(sink, stop).await.map_err(anyhow::Error::from);
                 if let Err(e) = &r {

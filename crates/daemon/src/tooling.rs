@@ -370,10 +370,14 @@ fn print_plan(plan: &Plan) {
 /// those of every connector (`<connectors>/*/tests/*.yaml` against `<connectors>/*/example.yaml`).
 /// Failing cases show a diff; exits 1 if any case fails, 78 if a config is invalid.
 pub fn test(configs: &[std::path::PathBuf], connectors: Option<&Path>) -> ExitCode {
-    let mut suites: Vec<(std::path::PathBuf, Vec<std::path::PathBuf>)> =
-        configs.iter().map(|c| (c.clone(), scimflow_mapping::testcase::discover(c))).collect();
+    let mut suites: Vec<(std::path::PathBuf, Vec<std::path::PathBuf>)> = configs
+        .iter()
+        .map(|c| (c.clone(), scimflow_mapping::testcase::discover(c)))
+        .collect();
     if let Some(dir) = connectors {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
         entries.sort();
         for c in entries {
             let (example, tests) = (c.join("example.yaml"), c.join("tests"));

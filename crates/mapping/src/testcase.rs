@@ -397,6 +397,7 @@ pub fn run_case(mapping: &Mapping, accepts: &dyn Fn(&str) -> bool, case: &TestCa
         last_kind: p.kind.clone(),
         data: p.data.clone(),
         recent_event_ids: vec![p.id.clone()],
+        mapping_version: String::new(),
     });
     let plan = mapping.plan_at(&event, prior.as_ref(), now);
     outcome(compare(case, &plan))

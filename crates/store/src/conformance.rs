@@ -98,6 +98,7 @@ fn state(subject: &str, event_id: &str) -> SubjectState {
         last_kind: "hr.worker.updated".into(),
         data: serde_json::json!({ "event": event_id }),
         recent_event_ids: vec![event_id.into()],
+        mapping_version: String::new(),
     }
 }
 

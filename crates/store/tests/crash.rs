@@ -84,6 +84,7 @@ fn batch(id: &str) -> Vec<Mutation> {
             last_kind: "hr.worker.updated".into(),
             data: serde_json::json!({ "id": id }),
             recent_event_ids: vec![format!("e{id}")],
+            mapping_version: String::new(),
         }),
         Mutation::Enqueue(op(id)),
         Mutation::Bind {

@@ -91,6 +91,7 @@ fn variables() {
         last_kind: "hr.worker.hired".into(),
         data: json!({"department": "Sales"}),
         recent_event_ids: vec![],
+        mapping_version: String::new(),
     };
     let act = Activation::new(&ev, Some(&prior), Utc::now());
     let p = compile("prior.department != event.data.department", &Env::default()).unwrap();
