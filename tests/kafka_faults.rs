@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 use scimflow_e2e::*;
 use scimflow_testkit::{FaultRule, RetryAfter, ServerOptions, TestServer};
 
-fn kafka_env(scim: &Scim2Server, tansu: &Tansu, topic: &str, group: &str) -> Vec<(&'static str, String)> {
+fn kafka_env(
+    scim: &Scim2Server,
+    tansu: &Tansu,
+    topic: &str,
+    group: &str,
+) -> Vec<(&'static str, String)> {
     let mut env = example_env(scim, "unused");
     env.push(("KAFKA_BROKERS", tansu.bootstrap.clone()));
     env.push(("KAFKA_TOPIC", topic.to_owned()));
@@ -16,7 +21,12 @@ fn kafka_env(scim: &Scim2Server, tansu: &Tansu, topic: &str, group: &str) -> Vec
     env
 }
 
-async fn wait_idle(daemon: &Daemon, target: &str, ops: u64, deadline: Duration) -> serde_json::Value {
+async fn wait_idle(
+    daemon: &Daemon,
+    target: &str,
+    ops: u64,
+    deadline: Duration,
+) -> serde_json::Value {
     let until = Instant::now() + deadline;
     loop {
         let t = daemon.targets().await.unwrap()[target].clone();
@@ -36,7 +46,8 @@ async fn wait_idle(daemon: &Daemon, target: &str, ops: u64, deadline: Duration) 
 async fn the_daemon_rides_out_a_broker_restart_mid_run() {
     let started = Instant::now();
     const TOPIC: &str = "hr-restart";
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let broker_dir = tempfile::tempdir().unwrap();
     let mut tansu = Tansu::start_durable(broker_dir.path())
         .expect("durable tansu (TANSU_KIND=durable; run scripts/install-test-deps.sh)");
@@ -53,7 +64,11 @@ async fn the_daemon_rides_out_a_broker_restart_mid_run() {
     let daemon = Daemon::start(&config, &data, &env).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while terminal_count(&daemon, "demo").await.unwrap() < 60 {
-        assert!(Instant::now() < deadline, "no progress\n{}", tail(&daemon.log(), 30));
+        assert!(
+            Instant::now() < deadline,
+            "no progress\n{}",
+            tail(&daemon.log(), 30)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let restart_began = Instant::now();
@@ -68,9 +83,16 @@ async fn the_daemon_rides_out_a_broker_restart_mid_run() {
         .unwrap();
     daemon.stop().unwrap();
     let per_op = audit_records_per_op(&data).unwrap();
-    assert_eq!(per_op.len(), 600, "every event's operation has a terminal record");
+    assert_eq!(
+        per_op.len(),
+        600,
+        "every event's operation has a terminal record"
+    );
     let repeated: Vec<_> = per_op.iter().filter(|(_, &n)| n != 1).collect();
-    assert!(repeated.is_empty(), "more than one terminal record: {repeated:?}");
+    assert!(
+        repeated.is_empty(),
+        "more than one terminal record: {repeated:?}"
+    );
     eprintln!("done in {:?}", started.elapsed());
 }
 
@@ -79,7 +101,8 @@ async fn a_throttled_target_does_not_stall_the_other_and_gets_everything_afterwa
     let started = Instant::now();
     const TOPIC: &str = "hr-throttle";
     const THROTTLE: Duration = Duration::from_secs(60);
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let tansu = Tansu::start().expect("tansu (run scripts/install-test-deps.sh)");
     tansu.create_topic(TOPIC, 3).unwrap();
     let throttled = TestServer::start(ServerOptions::default()).await;
@@ -104,38 +127,76 @@ async fn a_throttled_target_does_not_stall_the_other_and_gets_everything_afterwa
     wait_for_end_state_of(&scim, &daemon, &scenario.expected).await;
     let healthy_done = throttle_began.elapsed();
     let t = daemon.targets().await.unwrap();
-    eprintln!("healthy target done after {healthy_done:?}; throttled: {}", t["throttled"]);
+    eprintln!(
+        "healthy target done after {healthy_done:?}; throttled: {}",
+        t["throttled"]
+    );
     assert!(
         healthy_done < THROTTLE - Duration::from_secs(15),
         "the healthy target took {healthy_done:?}, not long before the throttle's end"
     );
     assert_eq!(t["healthy"]["failed"], 0);
-    assert!(t["throttled"]["queue_depth"].as_u64().unwrap() > 0, "{}", t["throttled"]);
-    assert!(throttled.users().is_empty(), "the throttled target was not throttled");
-    let refused = throttled.requests().iter().filter(|r| r.status == 429).count();
+    assert!(
+        t["throttled"]["queue_depth"].as_u64().unwrap() > 0,
+        "{}",
+        t["throttled"]
+    );
+    assert!(
+        throttled.users().is_empty(),
+        "the throttled target was not throttled"
+    );
+    let refused = throttled
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
     assert!(refused > 0, "no request reached the throttled target");
 
     // Hold the throttle for its full window (measured from when it was scripted), still failing.
     while throttle_began.elapsed() < THROTTLE {
-        assert_eq!(daemon.targets().await.unwrap()["throttled"]["failed"], 0, "something dead-lettered during the throttle");
+        assert_eq!(
+            daemon.targets().await.unwrap()["throttled"]["failed"],
+            0,
+            "something dead-lettered during the throttle"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     throttled.clear_faults();
     let cleared = Instant::now();
-    let refused = throttled.requests().iter().filter(|r| r.status == 429).count();
-    eprintln!("throttle cleared after {:?} ({refused} requests answered 429)", throttle_began.elapsed());
+    let refused = throttled
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    eprintln!(
+        "throttle cleared after {:?} ({refused} requests answered 429)",
+        throttle_began.elapsed()
+    );
 
     let t = wait_idle(&daemon, "throttled", 300, Duration::from_secs(120)).await;
     let problems = diff_users(&throttled.users(), &scenario.expected);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(t["failed"], 0, "{t}");
-    eprintln!("throttled target caught up {:?} after the throttle ended", cleared.elapsed());
+    eprintln!(
+        "throttled target caught up {:?} after the throttle ended",
+        cleared.elapsed()
+    );
 
     // No consumer-group rebalance happened (no max.poll.interval.ms violation) while a target was
     // blocked for a minute.
     let log = daemon.log().to_lowercase();
-    for word in ["rebalanc", "revok", "max.poll", "leave group", "leaving group"] {
-        assert!(!log.contains(word), "the daemon log mentions {word:?}:\n{}", tail(&daemon.log(), 40));
+    for word in [
+        "rebalanc",
+        "revok",
+        "max.poll",
+        "leave group",
+        "leaving group",
+    ] {
+        assert!(
+            !log.contains(word),
+            "the daemon log mentions {word:?}:\n{}",
+            tail(&daemon.log(), 40)
+        );
     }
     daemon.stop().unwrap();
     let per_op = audit_records_per_op(&data).unwrap();
@@ -145,9 +206,15 @@ async fn a_throttled_target_does_not_stall_the_other_and_gets_everything_afterwa
 }
 
 /// The healthy target's end state (scim2-server) and its queue drained.
-async fn wait_for_end_state_of(scim: &Scim2Server, daemon: &Daemon, expected: &BTreeMap<String, Person>) {
+async fn wait_for_end_state_of(
+    scim: &Scim2Server,
+    daemon: &Daemon,
+    expected: &BTreeMap<String, Person>,
+) {
     let log = || tail(&daemon.log(), 40);
-    wait_for_users(scim, expected, Duration::from_secs(40), log).await.unwrap();
+    wait_for_users(scim, expected, Duration::from_secs(40), log)
+        .await
+        .unwrap();
     wait_idle(daemon, "healthy", 300, Duration::from_secs(20)).await;
 }
 
@@ -155,7 +222,8 @@ async fn wait_for_end_state_of(scim: &Scim2Server, daemon: &Daemon, expected: &B
 async fn an_update_that_arrives_before_the_hire_wins() {
     const TOPIC: &str = "hr-ooo";
     let started = Instant::now();
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let tansu = Tansu::start().expect("tansu (run scripts/install-test-deps.sh)");
     tansu.create_topic(TOPIC, 1).unwrap();
     // Ten people; for each, the update (09:xx) is produced before the hire (08:xx).
@@ -194,7 +262,9 @@ async fn an_update_that_arrives_before_the_hire_wins() {
     };
     events.push(hr_event(&mut n, "hr.worker.hired", &sentinel, 0, 59));
     expected.insert(sentinel.id.clone(), sentinel);
-    produce_keyed(&tansu.bootstrap, TOPIC, &events).await.unwrap();
+    produce_keyed(&tansu.bootstrap, TOPIC, &events)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let daemon = Daemon::start(
