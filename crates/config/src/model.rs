@@ -372,7 +372,7 @@ pub enum TopicFormat {
     /// CloudEvents 1.0, structured mode, or binary mode when a message has `ce_specversion`.
     CloudEvents,
     /// Plain JSON; the envelope says where the event attributes are.
-    Json(scimflow_core::decode::Envelope),
+    Json(Box<scimflow_core::decode::Envelope>),
 }
 
 /// An expression as written, with where it is written (for diagnostics).

@@ -852,7 +852,7 @@ fn kafka_topic(
                     ok = false;
                 }
             }
-            TopicFormat::Json(env)
+            TopicFormat::Json(Box::new(env))
         }
         other => {
             d.push(

@@ -19,6 +19,9 @@ use crate::{
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One change in a write batch.
+// Mutations live only for the moment between building a batch and the writer applying it; boxing the
+// large variants would cost an allocation per mutation for no memory benefit.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     /// Records the subject's latest state (and so marks its event as applied).
