@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 log "installing test components (Tansu, scim2-server)"
-scripts/install-test-deps.sh >/dev/null
+# --durable: the broker-restart test needs Tansu with SQLite storage (built once, 20–30 min on a
+# fresh machine; seconds when already installed).
+scripts/install-test-deps.sh --durable >/dev/null
 # shellcheck disable=SC1091
 . "$SCIMFLOW_TOOLS/env.sh"
 export SCIMFLOW_REQUIRE_TOOLS=1
