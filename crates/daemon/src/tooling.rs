@@ -219,22 +219,17 @@ pub fn requests(op: &Operation) -> Vec<(&'static str, &'static str, String, Opti
         .map(|k| format!("{} eq {}", k.attribute, json!(k.value)))
         .unwrap_or_default();
     let lookup = ("unless bound", "GET", format!("/Users?filter={key}"), None);
+    // Exactly what delivery sends to an existing account (minus the manager reference, resolved
+    // only at delivery time).
     let owned_patch = || {
-        let mut owned = op.resource.clone();
-        if let Some(o) = owned.as_object_mut() {
-            o.remove("schemas");
-            for k in &op.create_only {
-                o.remove(k);
-            }
-        }
         op.patch.clone().unwrap_or_else(|| {
-            let ops: Vec<Value> = owned
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| json!({"op": "replace", "path": k, "value": v}))
-                .collect();
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+            let mut owned = op.resource.clone();
+            if let Some(o) = owned.as_object_mut() {
+                for k in &op.create_only {
+                    o.remove(k);
+                }
+            }
+            scimflow_delivery::exec::replace_patch(&owned)
         })
     };
     match op.kind {

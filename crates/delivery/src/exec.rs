@@ -650,7 +650,7 @@ fn really_matches(resource: &Value, key: &MatchKey) -> bool {
 }
 
 /// A PATCH that replaces every attribute the mapping owns (idempotent).
-fn replace_patch(resource: &Value) -> Value {
+pub fn replace_patch(resource: &Value) -> Value {
     let ops: Vec<Value> = resource
         .as_object()
         .into_iter()
