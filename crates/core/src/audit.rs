@@ -49,6 +49,32 @@ pub struct AuditEntry {
     pub trace_id: Option<String>,
 }
 
+impl AuditEntry {
+    /// An entry stamped now with `outcome` and nothing else set: no target, operation, requests or
+    /// error. Callers fill in what their record is about (struct update syntax).
+    pub fn note(outcome: &str, mapping_version: &str) -> AuditEntry {
+        AuditEntry {
+            time: Utc::now(),
+            outcome: outcome.to_owned(),
+            event_id: String::new(),
+            subject: String::new(),
+            target: String::new(),
+            op_id: String::new(),
+            operation: String::new(),
+            requests: Vec::new(),
+            status: None,
+            error_class: None,
+            scim_type: None,
+            detail: None,
+            attempts: 0,
+            latency_ms: 0,
+            attributes: Vec::new(),
+            mapping_version: mapping_version.to_owned(),
+            trace_id: None,
+        }
+    }
+}
+
 /// An [`AuditEntry`] as stored: numbered and chained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {

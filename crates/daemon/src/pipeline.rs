@@ -235,74 +235,39 @@ fn plan_dead_letter(
 /// An audit entry about one operation that is not (yet) a delivery outcome.
 fn op_audit(op: &Operation, outcome: &str, detail: Option<String>) -> AuditEntry {
     AuditEntry {
-        time: Utc::now(),
-        outcome: outcome.to_owned(),
         event_id: op.event_id.clone(),
         subject: op.subject.clone(),
         target: op.target.clone(),
-        op_id: String::new(),
         operation: op.kind.as_str().to_owned(),
-        requests: Vec::new(),
-        status: None,
-        error_class: None,
-        scim_type: None,
         detail,
-        attempts: 0,
-        latency_ms: 0,
-        attributes: Vec::new(),
-        mapping_version: op.mapping_version.clone(),
         trace_id: op
             .traceparent
             .as_deref()
             .and_then(scimflow_delivery::pool::trace_id),
+        ..AuditEntry::note(outcome, &op.mapping_version)
     }
 }
 
 fn event_audit(event: &Event, outcome: &str, detail: Option<String>, version: &str) -> AuditEntry {
     AuditEntry {
-        time: Utc::now(),
-        outcome: outcome.to_owned(),
         event_id: event.id.clone(),
         subject: event.subject.clone(),
-        target: String::new(),
-        op_id: String::new(),
         operation: event.kind.clone(),
-        requests: Vec::new(),
-        status: None,
-        error_class: None,
-        scim_type: None,
         detail,
-        attempts: 0,
-        latency_ms: 0,
-        attributes: Vec::new(),
-        mapping_version: version.to_owned(),
         trace_id: event
             .traceparent
             .as_deref()
             .and_then(scimflow_delivery::pool::trace_id),
+        ..AuditEntry::note(outcome, version)
     }
 }
 
 /// The batch that keeps a rejected input.
 pub fn rejection_batch(origin: EventOrigin, rej: Rejection, version: &str) -> Vec<Mutation> {
     let audit = AuditEntry {
-        time: Utc::now(),
-        outcome: "rejected".into(),
         event_id: rej.event_id.clone().unwrap_or_default(),
-        subject: String::new(),
-        target: String::new(),
-        op_id: String::new(),
-        operation: String::new(),
-        requests: Vec::new(),
-        status: None,
-        error_class: None,
-        scim_type: None,
         detail: Some(format!("{origin}: {}", rej.reason)),
-        attempts: 0,
-        latency_ms: 0,
-        attributes: Vec::new(),
-        mapping_version: version.to_owned(),
-        trace_id: None,
+        ..AuditEntry::note("rejected", version)
     };
     vec![
         Mutation::Reject(RejectedEvent {

@@ -59,22 +59,12 @@ pub async fn release_due(
         });
         batch.push(Mutation::Audit(AuditEntry {
             time: now,
-            outcome: "released".into(),
             event_id: s.op.event_id.clone(),
             subject: s.op.subject.clone(),
             target: s.op.target.clone(),
-            op_id: String::new(),
             operation: s.op.kind.as_str().into(),
-            requests: Vec::new(),
-            status: None,
-            error_class: None,
-            scim_type: None,
             detail: Some(format!("due {}", s.due)),
-            attempts: 0,
-            latency_ms: 0,
-            attributes: Vec::new(),
-            mapping_version: s.op.mapping_version.clone(),
-            trace_id: None,
+            ..AuditEntry::note("released", &s.op.mapping_version)
         }));
         let mut op = s.op.clone();
         op.planned_at = now;
