@@ -33,6 +33,8 @@ pub struct AppState {
     pub reload: Arc<crate::reload::ReloadStats>,
     /// Set when intake stopped because the store cannot persist.
     pub intake_stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// Per-partition consumer lag; `None` when the embedded source is in use.
+    pub kafka_lag: Option<scimflow_kafka::LagHandle>,
 }
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
@@ -257,6 +259,15 @@ async fn metrics(State(st): State<AppState>) -> Response {
             "scimflow_queue_depth_operations{{target=\"{name}\"}} {}",
             st.store.queue_len(name).unwrap_or(0)
         );
+    }
+    if let Some(lag) = &st.kafka_lag {
+        out.push_str("# HELP scimflow_kafka_consumer_lag_messages Messages behind the partition's high watermark (last stable offset) per assigned partition, from librdkafka statistics.\n# TYPE scimflow_kafka_consumer_lag_messages gauge\n");
+        for (topic, partition, v) in lag.snapshot() {
+            let _ = writeln!(
+                out,
+                "scimflow_kafka_consumer_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {v}"
+            );
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

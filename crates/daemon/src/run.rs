@@ -101,10 +101,12 @@ async fn build_and_run(
     let intake_stopped = Arc::new(AtomicBool::new(false));
     let log_wake = Arc::new(Notify::new());
     let source_shutdown = CancellationToken::new();
+    let mut kafka_lag = None;
     let source = match &config.kafka {
         Some(k) => {
             let src = scimflow_kafka::KafkaSource::build(k)
                 .context("cannot create the Kafka consumer")?;
+            kafka_lag = Some(src.lag());
             tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
             let (sink, stop, halted) = (
                 sink.clone(),
@@ -185,6 +187,7 @@ async fn build_and_run(
         mapping_version: version.clone(),
         reload: reload_stats.clone(),
         intake_stopped: intake_stopped.clone(),
+        kafka_lag,
     };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {

@@ -1,34 +1,55 @@
 //! The Kafka source — the only crate that touches rdkafka.
 //!
 //! At-least-once in, exactly-once in effect: each message is decoded and handed to the
-//! [`EventSink`], whose future resolves once everything derived from it is durably recorded; only then
-//! is the message's offset *stored* (`enable.auto.offset.store=false`), and librdkafka's periodic
-//! auto-commit commits stored offsets in batches. Acknowledgements happen in consumption order (the
-//! store's single writer completes commits in submission order), so the committed offset never passes
-//! a message whose effects are not durable. After a crash, the uncommitted tail is consumed again and
-//! recognised as duplicates downstream.
+//! [`EventSink`], whose future resolves once everything derived from it is durably recorded. Those
+//! futures may complete in any order; a per-partition [`OffsetTracker`] stores an offset
+//! (`enable.auto.offset.store=false`) only when it and every earlier consumed offset of its partition
+//! are durable, so the committed offset never passes a gap. librdkafka's auto-commit
+//! (`auto.commit.interval.ms`, default 1000 here) commits stored offsets in batches. After a crash,
+//! the uncommitted tail is consumed again and recognised as duplicates downstream.
 //!
-//! Poison messages (undecodable, no subject, unknown type, too large) are handed to the sink as
-//! rejections, which records them durably *before* their offset is stored.
+//! - Rebalance: on revoke, the partitions' safe offsets are committed synchronously and their
+//!   tracking dropped (late completions are ignored); on assign, partitions are resumed.
+//! - Backpressure: a partition with more than `max_in_flight` messages waiting for durability is
+//!   paused, and resumed below half; the poll loop never awaits durability.
+//! - Poison messages (undecodable, no subject, unknown type, too large) are handed to the sink as
+//!   rejections, which records them durably, and produced to the dead-letter topic when one is
+//!   configured — both before their offset is stored.
+//! - Lag: librdkafka statistics (`statistics.interval.ms`, default 5000 here) feed a [`LagHandle`].
+//! - TLS/SASL: `kafka.options` passes through (`security.protocol`, `sasl.mechanisms`,
+//!   `sasl.username`, `ssl.ca.location`, …); `kafka.sasl_password` is resolved at build time and
+//!   set as `sasl.password` (never logged). OpenSSL is built in (`ssl-vendored`).
 
 mod producer;
+mod tracker;
 
 pub use producer::Producer;
+pub use tracker::{Advance, Flow, OffsetTracker};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{ClientConfig, Message};
-use tokio::sync::mpsc;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientConfig, ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
-use scimflow_config::KafkaConfig;
-use scimflow_core::decode::{decode_binary, decode_structured, DecodeOptions};
+use scimflow_config::{KafkaConfig, TopicFormat};
+use scimflow_core::decode::{decode_binary, decode_enveloped, decode_structured, DecodeOptions};
 use scimflow_core::source::{EventSink, Rejection};
-use scimflow_core::store::{BoxFuture, StoreError};
+use scimflow_core::store::StoreError;
 use scimflow_core::{Event, EventOrigin};
+
+/// The header naming why a message went to the dead-letter topic.
+pub const REJECT_REASON_HEADER: &str = "scimflow-reject-reason";
 
 /// A Kafka source failure.
 #[derive(Debug, thiserror::Error)]
@@ -37,15 +58,111 @@ pub enum KafkaError {
     Client(#[from] rdkafka::error::KafkaError),
     #[error("intake stopped because the store failed: {0}")]
     Store(#[from] StoreError),
+    #[error("intake stopped because a message could not be dead-lettered to `{topic}`: {error}")]
+    DeadLetter {
+        topic: String,
+        error: rdkafka::error::KafkaError,
+    },
+    #[error("cannot read kafka.sasl_password: {0}")]
+    Secret(#[from] scimflow_config::SecretError),
 }
+
+/// Per-partition consumer lag, refreshed from librdkafka statistics.
+#[derive(Debug, Clone, Default)]
+pub struct LagHandle(Arc<RwLock<Vec<(String, i32, i64)>>>);
+
+impl LagHandle {
+    /// `(topic, partition, lag)` for each assigned partition: high watermark − position (the next
+    /// offset the source will read), as of the last statistics report.
+    pub fn snapshot(&self) -> Vec<(String, i32, i64)> {
+        self.0.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, v: Vec<(String, i32, i64)>) {
+        if let Ok(mut g) = self.0.write() {
+            *g = v;
+        }
+    }
+}
+
+/// The consumer context: rebalance handling and statistics.
+pub struct SourceContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    lag: LagHandle,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, stats: Statistics) {
+        let mut out = Vec::new();
+        for (name, topic) in &stats.topics {
+            for (id, p) in &topic.partitions {
+                if *id < 0 || !p.desired {
+                    continue;
+                }
+                let high = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                let lag = if p.app_offset >= 0 && high >= 0 {
+                    (high - p.app_offset).max(0)
+                } else {
+                    p.consumer_lag
+                };
+                out.push((name.clone(), *id, lag));
+            }
+        }
+        out.sort();
+        self.lag.set(out);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Stored offsets are already safe (the tracker stores only up to the first gap):
+            // commit them now, while the partitions are still ours.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset,
+                )) => {}
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+            }
+            if let Ok(mut t) = self.tracker.lock() {
+                for e in tpl.elements() {
+                    t.revoke(e.topic(), e.partition());
+                }
+            }
+            tracing::info!(partitions = tpl.count(), "kafka partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::debug!(error = %e, "resume on assign failed");
+            }
+            tracing::info!(partitions = tpl.count(), "kafka partitions assigned");
+        }
+    }
+}
+
+/// A message's durability outcome: topic, partition, tracker epoch, offset, result.
+type Done = (String, i32, u64, i64, Result<(), KafkaError>);
 
 /// The consumer-group source.
 pub struct KafkaSource {
-    consumer: Arc<StreamConsumer>,
-    max_in_flight: usize,
+    consumer: StreamConsumer<SourceContext>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    formats: HashMap<String, TopicFormat>,
+    max_event_bytes: Option<usize>,
+    dead_letter: Option<(String, FutureProducer)>,
+    lag: LagHandle,
 }
 
-/// The librdkafka settings scimflow uses, before the config's `options` (which win).
+/// The librdkafka settings scimflow uses, before the config's `options` (which win). Does not
+/// include `sasl.password` (see [`KafkaSource::build`]).
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
@@ -55,56 +172,118 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &cfg.options {
         c.set(k, v);
     }
     c
 }
 
+/// Options that only a consumer understands (not passed to the dead-letter producer).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "partition.assignment.strategy",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+];
+
 impl KafkaSource {
-    /// Creates the consumer and subscribes to the configured topics.
+    /// Resolves `kafka.sasl_password`, creates the consumer (and the dead-letter producer) and
+    /// subscribes to the configured topics.
     pub fn build(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let consumer: StreamConsumer = client_config(cfg).create()?;
+        let mut config = client_config(cfg);
+        if let Some(secret) = &cfg.sasl_password {
+            config.set("sasl.password", secret.resolve()?.expose());
+        }
+        let tracker = Arc::new(Mutex::new(OffsetTracker::new(cfg.max_in_flight)));
+        let lag = LagHandle::default();
+        let consumer: StreamConsumer<SourceContext> =
+            config.create_with_context(SourceContext {
+                tracker: tracker.clone(),
+                lag: lag.clone(),
+            })?;
         consumer.subscribe(&cfg.topic_names())?;
+        let dead_letter = match &cfg.dead_letter_topic {
+            Some(topic) => {
+                let mut p = ClientConfig::new();
+                // `config_map` masks secrets: take the real values with `get`.
+                for k in config.config_map().keys() {
+                    if CONSUMER_ONLY.contains(k) || *k == "statistics.interval.ms" {
+                        continue;
+                    }
+                    if let Some(v) = config.get(k) {
+                        p.set(*k, v);
+                    }
+                }
+                p.set("enable.idempotence", "true")
+                    .set("linger.ms", "5")
+                    .set("message.timeout.ms", "30000");
+                Some((topic.clone(), p.create()?))
+            }
+            None => None,
+        };
         Ok(KafkaSource {
-            consumer: Arc::new(consumer),
-            max_in_flight: cfg.max_in_flight,
+            consumer,
+            tracker,
+            formats: cfg
+                .topics
+                .iter()
+                .map(|t| (t.name.clone(), t.format.clone()))
+                .collect(),
+            max_event_bytes: cfg.max_event_bytes,
+            dead_letter,
+            lag,
         })
     }
 
-    /// Consumes until `shutdown` (or a store failure), then acknowledges everything that became durable
-    /// and commits synchronously.
+    /// A cheap, shared view of per-partition consumer lag.
+    pub fn lag(&self) -> LagHandle {
+        self.lag.clone()
+    }
+
+    /// Consumes until `shutdown` (or a store or dead-letter failure), then stores everything that
+    /// became durable and commits synchronously.
     pub async fn run(
         self,
         sink: Arc<dyn EventSink>,
         shutdown: CancellationToken,
     ) -> Result<(), KafkaError> {
-        type Pending = (String, i32, i64, BoxFuture<'static, Result<(), StoreError>>);
-        let (tx, mut rx) = mpsc::channel::<Pending>(self.max_in_flight);
-        let failed = CancellationToken::new();
-        let acker = {
-            let consumer = self.consumer.clone();
-            let failed = failed.clone();
-            tokio::spawn(async move {
-                while let Some((topic, partition, offset, durable)) = rx.recv().await {
-                    if let Err(e) = durable.await {
-                        tracing::error!(error = %e, "store failed; stopping intake without acknowledging");
-                        failed.cancel();
-                        return Err(e);
-                    }
-                    // Storing the offset of a partition we no longer own fails harmlessly: the new owner
-                    // resumes from the last commit and replays are idempotent.
-                    if let Err(e) = consumer.store_offset(&topic, partition, offset) {
-                        tracing::debug!(%topic, partition, offset, error = %e, "offset not stored");
-                    }
-                }
-                Ok(())
-            })
-        };
-        let result = loop {
+        let mut pending: FuturesUnordered<futures::future::BoxFuture<'static, Done>> =
+            FuturesUnordered::new();
+        let mut failure: Option<KafkaError> = None;
+        let mut draining = false;
+        loop {
+            if draining && pending.is_empty() {
+                break;
+            }
             tokio::select! {
-                msg = self.consumer.recv() => {
+                biased;
+                Some((topic, partition, epoch, offset, result)) = pending.next(), if !pending.is_empty() => {
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, %topic, partition, offset, "stopping intake without acknowledging");
+                        failure.get_or_insert(e);
+                        // Nothing more may be stored: stop here.
+                        break;
+                    }
+                    self.completed(&topic, partition, epoch, offset);
+                }
+                _ = shutdown.cancelled(), if !draining => draining = true,
+                msg = self.consumer.recv(), if !draining => {
                     let msg = match msg {
                         Ok(m) => m,
                         Err(e) => {
@@ -112,24 +291,10 @@ impl KafkaSource {
                             continue;
                         }
                     };
-                    let origin = EventOrigin::Kafka {
-                        topic: msg.topic().to_owned(),
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                    };
-                    let input = decode_message(&msg, sink.as_ref());
-                    let durable = sink.accept(origin, input, Vec::new());
-                    let pending = (msg.topic().to_owned(), msg.partition(), msg.offset(), durable);
-                    if tx.send(pending).await.is_err() {
-                        break Ok(());
-                    }
+                    pending.push(self.accept(&msg, sink.as_ref()));
                 }
-                _ = failed.cancelled() => break Ok(()),
-                _ = shutdown.cancelled() => break Ok(()),
             }
-        };
-        drop(tx);
-        let acked = acker.await.unwrap_or(Ok(()));
+        }
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             // Nothing stored since the last commit.
@@ -141,19 +306,156 @@ impl KafkaSource {
         self.consumer.unsubscribe();
         // Give librdkafka a moment to leave the group cleanly so partitions move without a session timeout.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        acked?;
-        result
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers and hands one message to the sink; the returned future resolves when its effects
+    /// (and its dead-letter copy) are durable. Never awaits anything itself.
+    fn accept(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        sink: &dyn EventSink,
+    ) -> futures::future::BoxFuture<'static, Done> {
+        let (topic, partition, offset) = (msg.topic().to_owned(), msg.partition(), msg.offset());
+        let (epoch, flow) = match self.tracker.lock() {
+            Ok(mut t) => t.begin(&topic, partition, offset),
+            Err(_) => (0, Flow::Keep),
+        };
+        if flow == Flow::Pause {
+            self.set_paused(&topic, partition, true);
+        }
+        let origin = EventOrigin::Kafka {
+            topic: topic.clone(),
+            partition,
+            offset,
+        };
+        let format = self
+            .formats
+            .get(&topic)
+            .unwrap_or(&TopicFormat::CloudEvents);
+        let max = self
+            .max_event_bytes
+            .unwrap_or_else(|| sink.max_event_bytes());
+        let input = decode_message_as(msg, format, max, sink);
+        let dlq = match (&input, &self.dead_letter) {
+            (Err(r), Some((dlt, producer))) => Some(dead_letter(producer, dlt, msg, &r.reason)),
+            _ => None,
+        };
+        let durable = sink.accept(origin, input, Vec::new());
+        Box::pin(async move {
+            let (stored, dead) = futures::join!(durable, async {
+                match dlq {
+                    Some(f) => f.await,
+                    None => Ok(()),
+                }
+            });
+            let result = stored.map_err(KafkaError::from).and(dead);
+            (topic, partition, epoch, offset, result)
+        })
+    }
+
+    fn completed(&self, topic: &str, partition: i32, epoch: u64, offset: i64) {
+        let advance = match self.tracker.lock() {
+            Ok(mut t) => t.complete(topic, partition, epoch, offset),
+            Err(_) => None,
+        };
+        let Some(advance) = advance else {
+            return; // revoked since: the new owner replays it
+        };
+        if let Some(last) = advance.store {
+            // librdkafka stores `last + 1`, the next offset to read.
+            if let Err(e) = self.consumer.store_offset(topic, partition, last) {
+                tracing::debug!(%topic, partition, offset = last, error = %e, "offset not stored");
+            }
+        }
+        if advance.flow == Flow::Resume {
+            self.set_paused(topic, partition, false);
+        }
+    }
+
+    fn set_paused(&self, topic: &str, partition: i32, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let r = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match r {
+            Ok(()) => tracing::debug!(%topic, partition, pause, "partition flow changed"),
+            Err(e) => tracing::warn!(%topic, partition, pause, error = %e, "pause/resume failed"),
+        }
     }
 }
 
-/// Decodes a message: binary mode when it carries `ce_specversion`, structured (or plain JSON)
-/// otherwise. The message key is the subject when the event names none.
+/// Produces a poison message to the dead-letter topic: original key, payload and headers, plus
+/// [`REJECT_REASON_HEADER`]. The future resolves when the broker acknowledged it.
+fn dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    msg: &BorrowedMessage<'_>,
+    reason: &str,
+) -> futures::future::BoxFuture<'static, Result<(), KafkaError>> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = msg.headers() {
+        for h in h.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    headers = headers.insert(Header {
+        key: REJECT_REASON_HEADER,
+        value: Some(reason),
+    });
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(k) = msg.key() {
+        record = record.key(k);
+    }
+    if let Some(p) = msg.payload() {
+        record = record.payload(p);
+    }
+    let topic = topic.to_owned();
+    // `send_result` enqueues now (without awaiting), so ordering is kept; the delivery is awaited
+    // with the durability future.
+    match producer.send_result(record) {
+        Ok(delivery) => Box::pin(async move {
+            match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(KafkaError::DeadLetter { topic, error }),
+                Err(_) => Err(KafkaError::DeadLetter {
+                    topic,
+                    error: rdkafka::error::KafkaError::Canceled,
+                }),
+            }
+        }),
+        Err((error, _)) => Box::pin(async move { Err(KafkaError::DeadLetter { topic, error }) }),
+    }
+}
+
+/// Decodes a message as CloudEvents (see [`decode_message_as`]) with the sink's size limit.
 pub fn decode_message(msg: &BorrowedMessage<'_>, sink: &dyn EventSink) -> Result<Event, Rejection> {
+    decode_message_as(msg, &TopicFormat::CloudEvents, sink.max_event_bytes(), sink)
+}
+
+/// Decodes a message in its topic's format. CloudEvents: binary mode when it carries
+/// `ce_specversion`, structured otherwise. JSON: by the topic's envelope. The message key is the
+/// subject when the event names none; a `traceparent` header is honoured.
+pub fn decode_message_as(
+    msg: &BorrowedMessage<'_>,
+    format: &TopicFormat,
+    max_bytes: usize,
+    sink: &dyn EventSink,
+) -> Result<Event, Rejection> {
     let payload = msg.payload().unwrap_or_default();
     let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());
     let accepts = |t: &str| sink.accepts_type(t);
     let opts = DecodeOptions {
-        max_bytes: sink.max_event_bytes(),
+        max_bytes,
         accepts_type: &accepts,
     };
     let headers: Vec<(&str, &[u8])> = msg
@@ -164,25 +466,47 @@ pub fn decode_message(msg: &BorrowedMessage<'_>, sink: &dyn EventSink) -> Result
                 .collect()
         })
         .unwrap_or_default();
-    let binary = headers.iter().any(|(k, _)| *k == "ce_specversion");
-    let decoded = if binary {
-        decode_binary(headers.iter().copied(), payload, &opts, key)
-    } else {
-        let traceparent = headers
-            .iter()
-            .find(|(k, _)| *k == "traceparent")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok());
-        decode_structured(payload, &opts, key).map(|mut e| {
-            if e.traceparent.is_none() {
-                e.traceparent = traceparent.map(str::to_owned);
-            }
-            e
-        })
+    let traceparent = headers
+        .iter()
+        .find(|(k, _)| *k == "traceparent")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok());
+    let with_trace = |mut e: Event| {
+        if e.traceparent.is_none() {
+            e.traceparent = traceparent.map(str::to_owned);
+        }
+        e
+    };
+    let decoded = match format {
+        TopicFormat::Json(envelope) => {
+            decode_enveloped(payload, envelope, &opts, key).map(with_trace)
+        }
+        TopicFormat::CloudEvents if headers.iter().any(|(k, _)| *k == "ce_specversion") => {
+            decode_binary(headers.iter().copied(), payload, &opts, key)
+        }
+        TopicFormat::CloudEvents => decode_structured(payload, &opts, key).map(with_trace),
     };
     decoded.map_err(|e| {
-        let id = serde_json_id(payload);
+        let id = match format {
+            TopicFormat::Json(envelope) => serde_json_path_id(payload, envelope),
+            TopicFormat::CloudEvents => serde_json_id(payload),
+        };
         Rejection::new(id, e.to_string(), payload)
     })
+}
+
+fn serde_json_path_id(
+    payload: &[u8],
+    envelope: &scimflow_core::decode::Envelope,
+) -> Option<String> {
+    if payload.len() > 1024 * 1024 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    match envelope.id.get(&v)? {
+        serde_json::Value::String(s) => Some(s.chars().take(128).collect()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// The `"id"` of a payload that is JSON enough to have one (to name a rejected event).
