@@ -22,12 +22,12 @@ mod funcs;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use cel::common::ast::{EntryExpr, Expr, LiteralValue};
 use cel::parser::Expression;
@@ -66,33 +66,77 @@ impl fmt::Display for ExprError {
 impl std::error::Error for ExprError {}
 
 /// An evaluation error: affects one event on one target.
+///
+/// The message of an absent field is only formatted when asked for: `default` and `coalesce`
+/// swallow most of them, and planning must not pay for text nobody reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvalError {
-    /// What failed, lowercase, no trailing period.
-    pub message: String,
+    detail: Detail,
     /// The expression read a key that the event (or prior state, or table) does not have.
     pub missing_field: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Detail {
+    Text(String),
+    /// `no such field `{path}``.
+    NoSuchField(Arc<str>),
+    /// `no such field `{path}`: its parent is null`.
+    NullParent(Arc<str>),
 }
 
 impl EvalError {
     pub(crate) fn missing(message: impl Into<String>) -> Self {
         EvalError {
-            message: message.into(),
+            detail: Detail::Text(message.into()),
+            missing_field: true,
+        }
+    }
+
+    /// `no such field `path``, formatted only when read.
+    pub(crate) fn no_such_field(path: &Arc<str>) -> Self {
+        EvalError {
+            detail: Detail::NoSuchField(path.clone()),
+            missing_field: true,
+        }
+    }
+
+    /// `no such field `path`: its parent is null`, formatted only when read.
+    pub(crate) fn null_parent(path: &Arc<str>) -> Self {
+        EvalError {
+            detail: Detail::NullParent(path.clone()),
             missing_field: true,
         }
     }
 
     pub(crate) fn type_error(message: impl Into<String>) -> Self {
         EvalError {
-            message: message.into(),
+            detail: Detail::Text(message.into()),
             missing_field: false,
+        }
+    }
+
+    /// What failed, lowercase, no trailing period.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+
+    /// What failed, without copying a message that is already text.
+    pub fn into_message(self) -> String {
+        match self.detail {
+            Detail::Text(s) => s,
+            _ => self.to_string(),
         }
     }
 }
 
 impl fmt::Display for EvalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match &self.detail {
+            Detail::Text(s) => f.write_str(s),
+            Detail::NoSuchField(path) => write!(f, "no such field `{path}`"),
+            Detail::NullParent(path) => write!(f, "no such field `{path}`: its parent is null"),
+        }
     }
 }
 
@@ -149,6 +193,154 @@ impl<'a> Activation<'a> {
     }
 }
 
+/// [`Reads`] as a bit mask over a fixed list of data keys (at most 64), for cheap checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadMask {
+    keys: u64,
+    fields: u8,
+    whole_data: bool,
+    prior: bool,
+}
+
+impl ReadMask {
+    /// The mask of `reads` over `keys`; `None` when it reads a data key not in the list.
+    pub fn new(reads: &Reads, keys: &[String]) -> Option<ReadMask> {
+        let mut mask = 0u64;
+        for k in &reads.data_keys {
+            let i = keys.iter().position(|x| x == k)?;
+            mask |= 1u64.checked_shl(u32::try_from(i).ok()?)?;
+        }
+        Some(ReadMask {
+            keys: mask,
+            fields: reads.fields,
+            whole_data: reads.whole_data,
+            prior: reads.prior,
+        })
+    }
+
+    /// What either reads.
+    pub fn union(self, other: ReadMask) -> ReadMask {
+        ReadMask {
+            keys: self.keys | other.keys,
+            fields: self.fields | other.fields,
+            whole_data: self.whole_data | other.whole_data,
+            prior: self.prior | other.prior,
+        }
+    }
+
+    /// Whether an expression with this mask evaluates the same under both activations `changes`
+    /// was computed from. `prior` always counts as changed.
+    pub fn unchanged(self, changes: &Changes) -> bool {
+        !self.prior
+            && self.keys & changes.keys == 0
+            && self.fields & changes.fields == 0
+            && !(self.whole_data && changes.data)
+    }
+}
+
+/// Where two activations differ, over a fixed list of data keys (at most 64).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    keys: u64,
+    fields: u8,
+    data: bool,
+}
+
+impl Changes {
+    /// Compares `a` and `b` on the event attributes, `now`, and the data keys in `keys`. Values are
+    /// compared strictly (object keys in order, `1` unlike `1.0`), so that an expression reading
+    /// only unchanged parts cannot tell the two apart.
+    pub fn between(keys: &[String], a: &Activation<'_>, b: &Activation<'_>) -> Changes {
+        let mut fields = 0;
+        for (bit, same) in [
+            (Reads::EVENT_ID, a.id == b.id),
+            (Reads::EVENT_SOURCE, a.source == b.source),
+            (Reads::EVENT_TYPE, a.kind == b.kind),
+            (Reads::EVENT_SUBJECT, a.subject == b.subject),
+            (Reads::EVENT_TIME, a.time == b.time),
+            (Reads::NOW, a.now == b.now),
+        ] {
+            if !same {
+                fields |= bit;
+            }
+        }
+        let all = if keys.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << keys.len()) - 1
+        };
+        fn object(d: &Json) -> Option<Option<&Map<String, Json>>> {
+            match d {
+                Json::Object(m) => Some(Some(m)),
+                Json::Null => Some(None),
+                _ => None,
+            }
+        }
+        let (ma, mb) = match (object(a.data), object(b.data)) {
+            (Some(ma), Some(mb)) => (ma, mb),
+            // A data that is not an object reads differently (as a list, a string…): only an
+            // identical one is unchanged.
+            _ => {
+                let same = same_json(a.data, b.data);
+                return Changes {
+                    keys: if same { 0 } else { all },
+                    fields,
+                    data: !same,
+                };
+            }
+        };
+        let empty = Map::new();
+        let (ma, mb) = (ma.unwrap_or(&empty), mb.unwrap_or(&empty));
+        let mut changed = 0u64;
+        let mut data = false;
+        // Events of one source list their keys in the same order: walk both without hashing.
+        let aligned = ma.len() == mb.len() && ma.keys().zip(mb.keys()).all(|(x, y)| x == y);
+        if aligned {
+            for ((k, va), vb) in ma.iter().zip(mb.values()) {
+                if !same_json(va, vb) {
+                    data = true;
+                    if let Some(i) = keys.iter().position(|x| x == k) {
+                        changed |= 1u64 << i.min(63);
+                    }
+                }
+            }
+        } else {
+            data = true;
+            for (i, k) in keys.iter().enumerate().take(64) {
+                let same = match (ma.get(k), mb.get(k)) {
+                    (Some(x), Some(y)) => same_json(x, y),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    changed |= 1u64 << i;
+                }
+            }
+        }
+        Changes {
+            keys: changed,
+            fields,
+            data,
+        }
+    }
+}
+
+/// JSON equality that also compares the order of object keys (which evaluation can observe).
+fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((kx, vx), (ky, vy))| kx == ky && same_json(vx, vy))
+        }
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same_json(p, q))
+        }
+        _ => a == b,
+    }
+}
+
 /// A compiled expression: `Send + Sync`, evaluated many times without re-parsing.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -156,6 +348,104 @@ pub struct Program {
     root: Node,
     /// How many comprehension variables evaluation needs room for.
     locals: usize,
+    /// What evaluation reads from the activation.
+    reads: Reads,
+}
+
+/// What an expression reads from its [`Activation`]: two activations that agree on all of it give
+/// the expression the same result (value or error), so a planner can reuse one evaluation for the
+/// other instead of evaluating again. Found once, at compile time, from the compiled tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Top-level keys of `event.data` read by name: `event.data.key…`, `has(event.data.key)`.
+    pub data_keys: BTreeSet<String>,
+    /// `event.data` as a whole: returned, iterated, or indexed with a computed key.
+    pub whole_data: bool,
+    /// The other event attributes read, a set of the `EVENT_*` bits.
+    pub fields: u8,
+    /// `prior`, the previous state's data (it differs between an event and the state it replaces).
+    pub prior: bool,
+}
+
+impl Reads {
+    /// `event.id`.
+    pub const EVENT_ID: u8 = 1;
+    /// `event.source`.
+    pub const EVENT_SOURCE: u8 = 2;
+    /// `event.type`.
+    pub const EVENT_TYPE: u8 = 4;
+    /// `event.subject`.
+    pub const EVENT_SUBJECT: u8 = 8;
+    /// `event.time`.
+    pub const EVENT_TIME: u8 = 16;
+    /// `now`.
+    pub const NOW: u8 = 32;
+
+    /// Adds what `other` reads.
+    pub fn merge(&mut self, other: &Reads) {
+        self.data_keys.extend(other.data_keys.iter().cloned());
+        self.whole_data |= other.whole_data;
+        self.fields |= other.fields;
+        self.prior |= other.prior;
+    }
+
+    fn event_field(&mut self, field: &str) {
+        match field {
+            "data" => self.whole_data = true,
+            "id" => self.fields |= Self::EVENT_ID,
+            "source" => self.fields |= Self::EVENT_SOURCE,
+            "type" => self.fields |= Self::EVENT_TYPE,
+            "subject" => self.fields |= Self::EVENT_SUBJECT,
+            "time" => self.fields |= Self::EVENT_TIME,
+            // any other field is absent from every event: the same error every time
+            _ => {}
+        }
+    }
+
+    fn collect(&mut self, n: &Node) {
+        let is_event = |n: &Node| matches!(n, Node::Var(Root::Event));
+        let is_data = |n: &Node| matches!(n, Node::Select { operand, field, .. } if is_event(operand) && field == "data");
+        match n {
+            Node::Select { operand, field, .. } | Node::Has { operand, field } => {
+                if is_event(operand) {
+                    self.event_field(field);
+                } else if is_data(operand) {
+                    self.data_keys.insert(field.clone());
+                } else {
+                    self.collect(operand);
+                }
+            }
+            Node::Var(Root::Event) => {
+                self.whole_data = true;
+                self.fields |= Self::EVENT_ID
+                    | Self::EVENT_SOURCE
+                    | Self::EVENT_TYPE
+                    | Self::EVENT_SUBJECT
+                    | Self::EVENT_TIME;
+            }
+            Node::Var(Root::Prior) => self.prior = true,
+            Node::Var(Root::Now) => self.fields |= Self::NOW,
+            Node::Lit(_) | Node::Local(_) | Node::Table(..) | Node::AllTables(_) => {}
+            Node::Index(a, b, _) | Node::Bin(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+                self.collect(a);
+                self.collect(b);
+            }
+            Node::Un(_, a) => self.collect(a),
+            Node::List(items) | Node::Call(_, items, _) => {
+                items.iter().for_each(|i| self.collect(i))
+            }
+            Node::Map(entries) => entries.iter().for_each(|(k, v)| {
+                self.collect(k);
+                self.collect(v);
+            }),
+            Node::Cond(parts) => parts.iter().for_each(|p| self.collect(p)),
+            Node::Comprehension(c) => {
+                for p in [&c.range, &c.init, &c.cond, &c.step, &c.result] {
+                    self.collect(p);
+                }
+            }
+        }
+    }
 }
 
 impl Program {
@@ -199,6 +489,11 @@ impl Program {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// What evaluation reads from the activation.
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
 }
 
 /// The root variables an expression may use.
@@ -229,10 +524,13 @@ pub fn compile(src: &str, env: &Env) -> Result<Program, ExprError> {
         all_tables: None,
     };
     let root = c.node(parsed.expression())?;
+    let mut reads = Reads::default();
+    reads.collect(&root);
     Ok(Program {
         source: src.to_owned(),
         root,
         locals: c.max_locals,
+        reads,
     })
 }
 

@@ -209,6 +209,8 @@ struct CompiledAttr {
     candidates: Vec<lang::Program>,
     default: Option<Val>,
     create_only: bool,
+    /// The top-level key of the resource it writes to, as an index into [`Reuse::keys`].
+    top: usize,
 }
 
 struct CompiledTarget {
@@ -220,6 +222,89 @@ struct CompiledTarget {
     attrs: Vec<CompiledAttr>,
     manager: Option<lang::Program>,
     groups: Vec<(lang::Program, Option<lang::Program>)>,
+    /// How to plan against a prior state without evaluating again what did not change.
+    reuse: Option<Reuse>,
+}
+
+/// What each expression of a target reads, so that planning an update against the prior state
+/// evaluates on that state only the expressions whose inputs changed: an expression whose inputs
+/// are equal in the event and in the prior state has the same result for both.
+struct Reuse {
+    /// Every top-level `event.data` key the target's expressions read (at most 64).
+    data_keys: Vec<String>,
+    /// The top-level keys of the resource the attributes write to.
+    keys: Vec<String>,
+    /// Per attribute: what its value, default and candidates read.
+    attrs: Vec<lang::ReadMask>,
+    scope: lang::ReadMask,
+    /// Per group rule: what its name and condition read.
+    groups: Vec<lang::ReadMask>,
+}
+
+impl Reuse {
+    fn new(
+        attrs: &[CompiledAttr],
+        keys: Vec<String>,
+        scope: Option<&lang::Program>,
+        groups: &[(lang::Program, Option<lang::Program>)],
+    ) -> Option<Reuse> {
+        // The restricted diff (see `minimal_patch`) looks keys up exactly; the full diff looks them
+        // up case-insensitively and descends into a core-schema URN key.
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|x| x.eq_ignore_ascii_case(k))
+                || scimflow_scim::schemas::is_core(k)
+            {
+                return None;
+            }
+        }
+        fn attr_programs(a: &CompiledAttr) -> Vec<&lang::Program> {
+            let mut ps: Vec<&lang::Program> = Vec::new();
+            for v in [Some(&a.value), a.default.as_ref()].into_iter().flatten() {
+                if let Val::Expr(p) = v {
+                    ps.push(p);
+                }
+            }
+            ps.extend(a.candidates.iter());
+            ps
+        }
+        fn group_programs((n, w): &(lang::Program, Option<lang::Program>)) -> Vec<&lang::Program> {
+            std::iter::once(n).chain(w.as_ref()).collect()
+        }
+        let mut all = lang::Reads::default();
+        let every = attrs
+            .iter()
+            .flat_map(attr_programs)
+            .chain(scope)
+            .chain(groups.iter().flat_map(group_programs));
+        for p in every {
+            all.merge(p.reads());
+        }
+        let data_keys: Vec<String> = all.data_keys.into_iter().collect();
+        if data_keys.len() > 64 {
+            return None;
+        }
+        let mask = |ps: Vec<&lang::Program>| {
+            ps.into_iter().try_fold(lang::ReadMask::default(), |m, p| {
+                Some(m.union(lang::ReadMask::new(p.reads(), &data_keys)?))
+            })
+        };
+        let attrs = attrs
+            .iter()
+            .map(|a| mask(attr_programs(a)))
+            .collect::<Option<Vec<_>>>()?;
+        let scope = mask(scope.into_iter().collect())?;
+        let groups = groups
+            .iter()
+            .map(|g| mask(group_programs(g)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Reuse {
+            data_keys,
+            keys,
+            attrs,
+            scope,
+            groups,
+        })
+    }
 }
 
 /// Compiles every expression of every target in `config`, reporting every problem with its location.
@@ -263,6 +348,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
             lifecycle.insert(kind.clone(), (rule.action, at));
         }
         let mut attrs = Vec::new();
+        let mut keys: Vec<String> = Vec::new();
         for m in &t.user {
             let path = match AttrPath::parse(&m.path) {
                 Ok(p) => p,
@@ -317,6 +403,14 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                     Val::Literal(Value::Null) if m.default.is_none() => None,
                     d => Some(d),
                 };
+                let key = resource_key(&path);
+                let top = match keys.iter().position(|k| k == key) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(key.to_owned());
+                        keys.len() - 1
+                    }
+                };
                 attrs.push(CompiledAttr {
                     path,
                     key: m.path.clone(),
@@ -324,6 +418,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                     candidates,
                     default,
                     create_only: m.when == AttributeWhen::Create,
+                    top,
                 });
             }
         }
@@ -331,7 +426,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
             .manager
             .as_ref()
             .and_then(|m| expr(m, &format!("target `{name}`, manager"), &mut diags));
-        let groups = t
+        let groups: Vec<_> = t
             .groups
             .iter()
             .filter_map(|g| {
@@ -347,6 +442,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                 }
             })
             .collect();
+        let reuse = Reuse::new(&attrs, keys, scope.as_ref(), &groups);
         targets.push(CompiledTarget {
             name: name.clone(),
             scope,
@@ -356,6 +452,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
             attrs,
             manager,
             groups,
+            reuse,
         });
     }
     if !diags.is_empty() {
@@ -404,7 +501,7 @@ fn eval_bool(
             p.source(),
             format!("expected true or false, got {other}"),
         )),
-        Err(e) => Err(err(t, p.source(), e.message)),
+        Err(e) => Err(err(t, p.source(), e.into_message())),
     }
 }
 
@@ -427,7 +524,10 @@ fn parse_due(v: &Value) -> Result<Option<DateTime<Utc>>, String> {
 
 impl CompiledTarget {
     /// Whether the subject counted as provisioned here after the event `kind` with activation `act`.
-    fn provisioned(&self, kind: &str, act: &lang::Activation<'_>) -> bool {
+    ///
+    /// `scope`, when known, is the scope's result for `act` (computed for an activation that reads
+    /// the same).
+    fn provisioned(&self, kind: &str, act: &lang::Activation<'_>, scope: Option<bool>) -> bool {
         let active_action = matches!(
             self.lifecycle.get(kind),
             Some((Lifecycle::Action(k), _)) if !k.is_deprovision() && !matches!(k, OpKind::GroupAdd | OpKind::GroupRemove)
@@ -436,18 +536,72 @@ impl CompiledTarget {
             && self
                 .scope
                 .as_ref()
-                .is_none_or(|s| matches!(s.eval_cond(act), Ok(Ok(true))))
+                .is_none_or(|s| scope.unwrap_or_else(|| matches!(s.eval_cond(act), Ok(Ok(true)))))
     }
 
     /// Builds the desired resource; `Err` names the failing expression.
     fn resource(&self, act: &lang::Activation<'_>) -> Result<Built, PlanError> {
-        self.build(act, false)
+        self.build(act, false, None)
+    }
+
+    /// The minimal PATCH from the resource `prior` maps to, to `new` (whose create-only attributes
+    /// are `create_only`); `None` when the prior resource cannot be built.
+    ///
+    /// Same result as diffing the whole prior resource, for less work: only the attributes whose
+    /// inputs differ between the event and `prior` are evaluated on `prior`, with the attributes
+    /// sharing their top-level keys. Every other top-level key holds the same value in both
+    /// resources, for which the diff emits nothing (and, the new resource having been built,
+    /// evaluating them on `prior` cannot fail either).
+    fn minimal_patch(
+        &self,
+        r: &Reuse,
+        changes: &lang::Changes,
+        prior: &lang::Activation<'_>,
+        new: &Map<String, Value>,
+        create_only: &[String],
+    ) -> Option<Value> {
+        let mut dirty = vec![false; r.keys.len()];
+        for (a, m) in self.attrs.iter().zip(&r.attrs) {
+            if !m.unchanged(changes) {
+                dirty[a.top] = true;
+            }
+        }
+        let mut prev = if dirty.contains(&true) {
+            self.build(prior, false, Some(&dirty)).ok()?.resource
+        } else {
+            Map::new()
+        };
+        prev.entry("active").or_insert(Value::Bool(true));
+        // The new resource's entries in the order the full diff sees them: create-only keys
+        // removed the way `Map::remove` does (swap_remove with `preserve_order`).
+        let mut entries: Vec<(&String, &Value)> = new.iter().collect();
+        for k in create_only {
+            prev.remove(k);
+            if let Some(i) = entries.iter().position(|(x, _)| *x == k) {
+                entries.swap_remove(i);
+            }
+        }
+        let mut part = Map::new();
+        for (k, v) in entries {
+            if r.keys.iter().position(|x| x == k).is_some_and(|i| dirty[i]) {
+                part.insert(k.clone(), v.clone());
+            }
+        }
+        let patch = scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(part));
+        Some(serde_json::to_value(patch).expect("patch serializes"))
     }
 
     /// Builds the desired resource. With `lenient` (deactivation and deletion, which only need to
     /// find the account), an attribute that cannot be evaluated is left out instead of failing: a
     /// mapping problem must never block removing access. The matching attributes are still required.
-    fn build(&self, act: &lang::Activation<'_>, lenient: bool) -> Result<Built, PlanError> {
+    ///
+    /// With `only`, builds only the top-level keys it flags (indexed like [`Reuse::keys`]).
+    fn build(
+        &self,
+        act: &lang::Activation<'_>,
+        lenient: bool,
+        only: Option<&[bool]>,
+    ) -> Result<Built, PlanError> {
         let mut resource = Map::with_capacity(self.attrs.len() + 2);
         resource.insert(
             "schemas".into(),
@@ -456,6 +610,9 @@ impl CompiledTarget {
         let mut create_only = Vec::new();
         let mut alternatives = BTreeMap::new();
         for a in &self.attrs {
+            if only.is_some_and(|o| !o[a.top]) {
+                continue;
+            }
             let v = match &a.value {
                 Val::Literal(l) => l.clone(),
                 Val::Expr(p) => match p.eval(act) {
@@ -463,14 +620,18 @@ impl CompiledTarget {
                     Err(e) if e.missing_field && a.default.is_some() => {
                         match a.default.as_ref().expect("checked") {
                             Val::Literal(l) => l.clone(),
-                            Val::Expr(d) => {
-                                d.eval(act).map_err(|e| err(self, d.source(), e.message))?
-                            }
+                            Val::Expr(d) => d
+                                .eval(act)
+                                .map_err(|e| err(self, d.source(), e.into_message()))?,
                         }
                     }
                     Err(_) if lenient && !self.matching.contains(&a.key) => continue,
                     Err(e) => {
-                        return Err(err(self, &format!("{}: {}", a.key, p.source()), e.message))
+                        return Err(err(
+                            self,
+                            &format!("{}: {}", a.key, p.source()),
+                            e.into_message(),
+                        ))
                     }
                 },
             };
@@ -484,7 +645,7 @@ impl CompiledTarget {
                         Ok(x) if !x.is_null() && x != v && !alts.contains(&x) => alts.push(x),
                         Ok(_) => {}
                         Err(e) if e.missing_field => {}
-                        Err(e) => return Err(err(self, c.source(), e.message)),
+                        Err(e) => return Err(err(self, c.source(), e.into_message())),
                     }
                 }
                 if !alts.is_empty() {
@@ -503,30 +664,51 @@ impl CompiledTarget {
         })
     }
 
-    fn groups(&self, act: &lang::Activation<'_>) -> Result<BTreeSet<String>, PlanError> {
-        let mut out = BTreeSet::new();
-        for (name, when) in &self.groups {
-            if let Some(w) = when {
-                if !eval_bool(self, w, act)? {
-                    continue;
-                }
-            }
-            match name.eval(act) {
-                Ok(Value::String(s)) if !s.is_empty() => {
-                    out.insert(s);
-                }
-                Ok(Value::Null) => {}
-                Ok(other) => {
-                    return Err(err(
-                        self,
-                        name.source(),
-                        format!("a group name must be a string, got {other}"),
-                    ))
-                }
-                Err(e) => return Err(err(self, name.source(), e.message)),
+    /// The group each rule puts the subject in (`None` for none), in rule order.
+    fn groups(&self, act: &lang::Activation<'_>) -> Result<Vec<Option<String>>, PlanError> {
+        (0..self.groups.len()).map(|i| self.group(i, act)).collect()
+    }
+
+    /// The group rule `i` puts the subject in, if any.
+    fn group(&self, i: usize, act: &lang::Activation<'_>) -> Result<Option<String>, PlanError> {
+        let (name, when) = &self.groups[i];
+        if let Some(w) = when {
+            if !eval_bool(self, w, act)? {
+                return Ok(None);
             }
         }
-        Ok(out)
+        match name.eval(act) {
+            Ok(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+            Ok(Value::Null) => Ok(None),
+            Ok(other) => Err(err(
+                self,
+                name.source(),
+                format!("a group name must be a string, got {other}"),
+            )),
+            Err(e) => Err(err(self, name.source(), e.into_message())),
+        }
+    }
+
+    /// The groups of the prior state: `want` (the event's, per rule) for the rules whose inputs
+    /// did not change, evaluated on `prior` for the others; none when one fails.
+    fn prior_groups(
+        &self,
+        prior: &lang::Activation<'_>,
+        reuse: Option<(&Reuse, &lang::Changes)>,
+        want: &[Option<String>],
+    ) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (i, w) in want.iter().enumerate() {
+            let g = match reuse {
+                Some((r, c)) if r.groups[i].unchanged(c) => w.clone(),
+                _ => match self.group(i, prior) {
+                    Ok(g) => g,
+                    Err(_) => return BTreeSet::new(),
+                },
+            };
+            out.extend(g);
+        }
+        out
     }
 }
 
@@ -534,6 +716,16 @@ struct Built {
     resource: Map<String, Value>,
     create_only: Vec<String>,
     alternatives: BTreeMap<String, Vec<Value>>,
+}
+
+/// The top-level key of the resource a path writes to: the attribute, or the extension's URN.
+fn resource_key(p: &AttrPath) -> &str {
+    match p {
+        AttrPath::Plain {
+            schema: Some(urn), ..
+        } if urn != USER_SCHEMA => urn,
+        AttrPath::Plain { attr, .. } | AttrPath::Typed { attr, .. } => attr,
+    }
 }
 
 /// The top-level attribute (or extension URN) a path writes to.
@@ -599,8 +791,19 @@ impl Mapping {
             None => true,
             Some(s) => eval_bool(t, s, act)?,
         };
+        // Where the prior state differs from the event, for expressions that read neither.
+        let changes = match (&t.reuse, prior_act) {
+            (Some(r), Some(pa)) => Some((r, lang::Changes::between(&r.data_keys, act, pa))),
+            _ => None,
+        };
+        let reuse = changes.as_ref().map(|(r, c)| (*r, c));
         let was_provisioned = match (prior_act, prior_kind) {
-            (Some(pa), Some(k)) => t.provisioned(k, pa),
+            (Some(pa), Some(k)) => {
+                let scope = reuse
+                    .filter(|(r, c)| r.scope.unchanged(c))
+                    .map(|_| in_scope);
+                t.provisioned(k, pa, scope)
+            }
             _ => false,
         };
         let kind = if in_scope {
@@ -613,7 +816,7 @@ impl Mapping {
         } else {
             return Ok(());
         };
-        let built = t.build(act, kind.is_deprovision())?;
+        let built = t.build(act, kind.is_deprovision(), None)?;
         let mut resource = built.resource;
         match kind {
             OpKind::Upsert | OpKind::Reactivate => {
@@ -661,33 +864,36 @@ impl Mapping {
                     ))
                 }
                 Err(e) if e.missing_field => None,
-                Err(e) => return Err(err(t, m.source(), e.message)),
+                Err(e) => return Err(err(t, m.source(), e.into_message())),
             },
         };
         // A minimal PATCH when the account is known to hold the previous state's attributes.
         let patch = match (kind, prior_act) {
             (OpKind::Upsert | OpKind::Update, Some(pa)) if was_provisioned && in_scope => {
-                t.resource(pa).ok().map(|prev| {
-                    let mut prev = prev.resource;
-                    prev.entry("active").or_insert(Value::Bool(true));
-                    let patch = if built.create_only.is_empty() {
-                        // Compare against the resource itself: no copy needed.
-                        let new = Value::Object(std::mem::take(&mut resource));
-                        let patch = scimflow_scim::patch::diff(&Value::Object(prev), &new);
-                        if let Value::Object(m) = new {
-                            resource = m;
-                        }
-                        patch
-                    } else {
-                        let mut new = resource.clone();
-                        for k in &built.create_only {
-                            prev.remove(k);
-                            new.remove(k);
-                        }
-                        scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(new))
-                    };
-                    serde_json::to_value(patch).expect("patch serializes")
-                })
+                match reuse {
+                    Some((r, c)) => t.minimal_patch(r, c, pa, &resource, &built.create_only),
+                    None => t.resource(pa).ok().map(|prev| {
+                        let mut prev = prev.resource;
+                        prev.entry("active").or_insert(Value::Bool(true));
+                        let patch = if built.create_only.is_empty() {
+                            // Compare against the resource itself: no copy needed.
+                            let new = Value::Object(std::mem::take(&mut resource));
+                            let patch = scimflow_scim::patch::diff(&Value::Object(prev), &new);
+                            if let Value::Object(m) = new {
+                                resource = m;
+                            }
+                            patch
+                        } else {
+                            let mut new = resource.clone();
+                            for k in &built.create_only {
+                                prev.remove(k);
+                                new.remove(k);
+                            }
+                            scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(new))
+                        };
+                        serde_json::to_value(patch).expect("patch serializes")
+                    }),
+                }
             }
             _ => None,
         };
@@ -713,11 +919,12 @@ impl Mapping {
         // Group memberships follow the person's attributes while provisioned.
         let mut group_ops = Vec::new();
         if !kind.is_deprovision() {
-            let want = t.groups(act)?;
+            let per_rule = t.groups(act)?;
             let had = match prior_act {
-                Some(pa) if was_provisioned => t.groups(pa).unwrap_or_default(),
+                Some(pa) if was_provisioned => t.prior_groups(pa, reuse, &per_rule),
                 _ => BTreeSet::new(),
             };
+            let want: BTreeSet<String> = per_rule.into_iter().flatten().collect();
             for (names, gk, sign) in [
                 (want.difference(&had), OpKind::GroupAdd, '+'),
                 (had.difference(&want), OpKind::GroupRemove, '-'),
@@ -752,7 +959,7 @@ impl Mapping {
             Some(p) => match p.eval(act) {
                 Ok(v) => parse_due(&v).map_err(|e| err(t, p.source(), e))?,
                 Err(e) if e.missing_field => None,
-                Err(e) => return Err(err(t, p.source(), e.message)),
+                Err(e) => return Err(err(t, p.source(), e.into_message())),
             },
         };
         let slot = if kind.is_deprovision() {
@@ -818,6 +1025,9 @@ impl Planner for Mapping {
         self.plan_at(event, prior, Utc::now())
     }
 }
+
+#[cfg(test)]
+mod reuse_tests;
 
 #[cfg(test)]
 mod tests {

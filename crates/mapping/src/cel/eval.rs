@@ -443,7 +443,7 @@ impl Node {
                 // `event.<attribute>` reads the event without building a map for it.
                 if let Node::Var(Root::Event) = **operand {
                     return event_field(ctx.act, field)
-                        .ok_or_else(|| EvalError::missing(format!("no such field `{path}`")));
+                        .ok_or_else(|| EvalError::no_such_field(path));
                 }
                 let base = operand.eval(ctx, locals)?;
                 select(base, field, path)
@@ -600,15 +600,13 @@ fn empty_map() -> &'static Map<String, Json> {
     EMPTY.get_or_init(Map::new)
 }
 
-fn select<'e>(base: V<'e>, field: &str, path: &str) -> Result<V<'e>, EvalError> {
+fn select<'e>(base: V<'e>, field: &str, path: &Arc<str>) -> Result<V<'e>, EvalError> {
     if let V::Null = base {
-        return Err(EvalError::missing(format!(
-            "no such field `{path}`: its parent is null"
-        )));
+        return Err(EvalError::null_parent(path));
     }
     match base.get(field) {
         Some(Some(v)) => Ok(v),
-        Some(None) => Err(EvalError::missing(format!("no such field `{path}`"))),
+        Some(None) => Err(EvalError::no_such_field(path)),
         None => Err(EvalError::type_error(format!(
             "cannot read field `{field}` of a {} (`{path}`)",
             base.type_name()

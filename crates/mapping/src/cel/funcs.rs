@@ -222,18 +222,22 @@ impl Func {
             }
             _ => {}
         }
+        // Up to three arguments (every function but `coalesce`) are evaluated on the stack.
+        if args.len() <= 3 {
+            let mut vals: [V<'e>; 3] = [V::Null, V::Null, V::Null];
+            for (slot, a) in vals.iter_mut().zip(args) {
+                *slot = a.eval(ctx, locals)?;
+            }
+            return self.apply(&mut vals[..args.len()], regex);
+        }
         let mut vals: Vec<V<'e>> = Vec::with_capacity(args.len());
         for a in args {
             vals.push(a.eval(ctx, locals)?);
         }
-        self.apply(vals, regex)
+        self.apply(&mut vals, regex)
     }
 
-    fn apply<'e>(
-        self,
-        mut v: Vec<V<'e>>,
-        regex: Option<&regex::Regex>,
-    ) -> Result<V<'e>, EvalError> {
+    fn apply<'e>(self, v: &mut [V<'e>], regex: Option<&regex::Regex>) -> Result<V<'e>, EvalError> {
         let f = self;
         let str_at = |v: &[V<'e>], i: usize| -> Result<Option<Cow<'e, str>>, EvalError> {
             match &v[i] {
@@ -360,9 +364,9 @@ impl Func {
             Func::Substring => {
                 let s = s!(0);
                 let len = s.chars().count() as i64;
-                let start = int_at(&v, 1)?.clamp(0, len);
+                let start = int_at(v, 1)?.clamp(0, len);
                 let end = if v.len() > 2 {
-                    int_at(&v, 2)?.clamp(0, len)
+                    int_at(v, 2)?.clamp(0, len)
                 } else {
                     len
                 };
@@ -431,7 +435,7 @@ impl Func {
                     Some(t) => t,
                     None => return Ok(V::Null),
                 };
-                let n = int_at(&v, 1)?;
+                let n = int_at(v, 1)?;
                 let d = Duration::try_days(n)
                     .ok_or_else(|| EvalError::type_error("add_days: too many days"))?;
                 V::Timestamp(
@@ -461,7 +465,7 @@ impl Func {
                     })?)
                 }
             },
-            Func::String => match v.swap_remove(0) {
+            Func::String => match std::mem::replace(&mut v[0], V::Null) {
                 V::Str(s) => V::Str(s),
                 V::Int(n) => owned(n.to_string()),
                 V::UInt(n) => owned(n.to_string()),

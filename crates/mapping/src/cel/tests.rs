@@ -231,7 +231,10 @@ fn dates() {
     assert_eq!(ok("duration('1h30m')"), json!(5400));
     assert_eq!(ok("timestamp('2024-01-01T00:00:00Z') < now"), json!(true));
     let e = run("parse_date('not a date')").unwrap_err();
-    assert!(!e.missing_field && e.message.contains("parse_date"), "{e}");
+    assert!(
+        !e.missing_field && e.message().contains("parse_date"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -265,7 +268,7 @@ fn macros_and_operators() {
 fn missing_field_versus_type_error() {
     let e = run("event.data.nope").unwrap_err();
     assert!(e.missing_field);
-    assert!(e.message.contains("event.data.nope"), "{e}");
+    assert!(e.message().contains("event.data.nope"), "{e}");
     let e = run("event.data.manager.nope").unwrap_err();
     assert!(e.missing_field);
     let e = run("event.data.roles[5]").unwrap_err();
@@ -273,14 +276,14 @@ fn missing_field_versus_type_error() {
     let e = run("lower(event.data.n)").unwrap_err();
     assert!(!e.missing_field);
     assert!(
-        e.message.contains("lower") && e.message.contains("int"),
+        e.message().contains("lower") && e.message().contains("int"),
         "{e}"
     );
     let e = run("event.data.email.foo").unwrap_err();
     assert!(!e.missing_field, "{e}");
     let e = run("event.data.n + 'x'").unwrap_err();
     assert!(
-        !e.missing_field && e.message.contains("int and string"),
+        !e.missing_field && e.message().contains("int and string"),
         "{e}"
     );
     let e = run("event.data.n / 0").unwrap_err();
