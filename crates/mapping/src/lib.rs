@@ -130,27 +130,46 @@ impl AttrPath {
                 type_value,
                 sub,
             } => {
-                let items = arr_entry(resource, attr);
-                let pos = items
-                    .iter()
-                    .position(|i| i.get("type").and_then(Value::as_str) == Some(type_value));
-                let item = match pos {
-                    Some(p) => &mut items[p],
-                    None => {
-                        let primary = items.is_empty();
-                        let mut m = Map::new();
-                        m.insert("type".into(), Value::String(type_value.clone()));
-                        if primary {
-                            m.insert("primary".into(), Value::Bool(true));
-                        }
-                        items.push(Value::Object(m));
-                        items.last_mut().expect("pushed")
-                    }
-                };
-                if let Some(o) = item.as_object_mut() {
+                if let Some(o) = typed_item(arr_entry(resource, attr), type_value) {
                     o.insert(sub.clone(), value);
                 }
             }
+        }
+    }
+}
+
+/// The element of `items` with `type` `type_value`, added (`primary` when first) if absent.
+fn typed_item<'a>(
+    items: &'a mut Vec<Value>,
+    type_value: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    let pos = items
+        .iter()
+        .position(|i| i.get("type").and_then(Value::as_str) == Some(type_value));
+    let item = match pos {
+        Some(p) => &mut items[p],
+        None => {
+            let primary = items.is_empty();
+            let mut m = Map::new();
+            m.insert("type".into(), Value::String(type_value.to_owned()));
+            if primary {
+                m.insert("primary".into(), Value::Bool(true));
+            }
+            items.push(Value::Object(m));
+            items.last_mut().expect("pushed")
+        }
+    };
+    item.as_object_mut()
+}
+
+/// Writes `attr[.sub]` into an extension object.
+fn extension_set(m: &mut Map<String, Value>, attr: &str, sub: Option<&str>, v: Value) {
+    match sub {
+        None => {
+            m.insert(attr.to_owned(), v);
+        }
+        Some(s) => {
+            obj_entry(m, attr).insert(s.to_owned(), v);
         }
     }
 }
@@ -209,7 +228,7 @@ struct CompiledAttr {
     candidates: Vec<lang::Program>,
     default: Option<Val>,
     create_only: bool,
-    /// The top-level key of the resource it writes to, as an index into [`Reuse::keys`].
+    /// The top-level key of the resource it writes to, as an index into [`CompiledTarget::keys`].
     top: usize,
 }
 
@@ -222,8 +241,66 @@ struct CompiledTarget {
     attrs: Vec<CompiledAttr>,
     manager: Option<lang::Program>,
     groups: Vec<(lang::Program, Option<lang::Program>)>,
+    /// The top-level keys of the resource the attributes write to, in order of first writer.
+    keys: Vec<String>,
+    /// How the attributes assemble into a resource; `None` to write them one by one.
+    layout: Option<Layout>,
     /// How to plan against a prior state without evaluating again what did not change.
     reuse: Option<Reuse>,
+}
+
+/// What one top-level key of the resource holds, when all its attributes agree on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `attr`: the value of its (last) attribute.
+    Value,
+    /// `attr.sub`: an object of sub-attributes.
+    Object,
+    /// `attr[type eq "x"].sub`: a list of typed elements.
+    Typed,
+    /// `urn:…:attr[.sub]`: an extension object.
+    Extension,
+}
+
+/// How a target's attributes assemble into a resource one top-level key at a time, which looks
+/// each key up once instead of once per attribute. Builds exactly what writing the attributes one
+/// by one with [`AttrPath::set`] builds: keys in the order of their first attribute with a value,
+/// extension URNs added to `schemas` in that order.
+struct Layout {
+    /// Per top-level key (indexed like [`CompiledTarget::keys`]).
+    shapes: Vec<Shape>,
+    /// Per top-level key: its attributes, in mapping order.
+    members: Vec<Vec<usize>>,
+}
+
+impl Layout {
+    /// `None` when a key is written in different shapes, or is `schemas`.
+    fn new(attrs: &[CompiledAttr], keys: &[String]) -> Option<Layout> {
+        let mut shapes: Vec<Option<Shape>> = vec![None; keys.len()];
+        let mut members = vec![Vec::new(); keys.len()];
+        for (i, a) in attrs.iter().enumerate() {
+            let shape = match &a.path {
+                AttrPath::Plain {
+                    schema: Some(urn), ..
+                } if urn != USER_SCHEMA => Shape::Extension,
+                AttrPath::Plain { sub: None, .. } => Shape::Value,
+                AttrPath::Plain { sub: Some(_), .. } => Shape::Object,
+                AttrPath::Typed { .. } => Shape::Typed,
+            };
+            if keys[a.top] == "schemas" || shapes[a.top].is_some_and(|s| s != shape) {
+                return None;
+            }
+            shapes[a.top] = Some(shape);
+            members[a.top].push(i);
+        }
+        Some(Layout {
+            shapes: shapes
+                .into_iter()
+                .map(|s| s.unwrap_or(Shape::Value))
+                .collect(),
+            members,
+        })
+    }
 }
 
 /// What each expression of a target reads, so that planning an update against the prior state
@@ -232,8 +309,6 @@ struct CompiledTarget {
 struct Reuse {
     /// Every top-level `event.data` key the target's expressions read (at most 64).
     data_keys: Vec<String>,
-    /// The top-level keys of the resource the attributes write to.
-    keys: Vec<String>,
     /// Per attribute: what its value, default and candidates read.
     attrs: Vec<lang::ReadMask>,
     scope: lang::ReadMask,
@@ -244,7 +319,7 @@ struct Reuse {
 impl Reuse {
     fn new(
         attrs: &[CompiledAttr],
-        keys: Vec<String>,
+        keys: &[String],
         scope: Option<&lang::Program>,
         groups: &[(lang::Program, Option<lang::Program>)],
     ) -> Option<Reuse> {
@@ -299,7 +374,6 @@ impl Reuse {
             .collect::<Option<Vec<_>>>()?;
         Some(Reuse {
             data_keys,
-            keys,
             attrs,
             scope,
             groups,
@@ -442,7 +516,8 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
                 }
             })
             .collect();
-        let reuse = Reuse::new(&attrs, keys, scope.as_ref(), &groups);
+        let reuse = Reuse::new(&attrs, &keys, scope.as_ref(), &groups);
+        let layout = Layout::new(&attrs, &keys);
         targets.push(CompiledTarget {
             name: name.clone(),
             scope,
@@ -452,6 +527,8 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
             attrs,
             manager,
             groups,
+            keys,
+            layout,
             reuse,
         });
     }
@@ -560,7 +637,7 @@ impl CompiledTarget {
         new: &Map<String, Value>,
         create_only: &[String],
     ) -> Option<Value> {
-        let mut dirty = vec![false; r.keys.len()];
+        let mut dirty = vec![false; self.keys.len()];
         for (a, m) in self.attrs.iter().zip(&r.attrs) {
             if !m.unchanged(changes) {
                 dirty[a.top] = true;
@@ -583,85 +660,188 @@ impl CompiledTarget {
         }
         let mut part = Map::new();
         for (k, v) in entries {
-            if r.keys.iter().position(|x| x == k).is_some_and(|i| dirty[i]) {
+            if self
+                .keys
+                .iter()
+                .position(|x| x == k)
+                .is_some_and(|i| dirty[i])
+            {
                 part.insert(k.clone(), v.clone());
             }
         }
         let patch = scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(part));
-        Some(serde_json::to_value(patch).expect("patch serializes"))
+        Some(patch_value(patch))
     }
 
     /// Builds the desired resource. With `lenient` (deactivation and deletion, which only need to
     /// find the account), an attribute that cannot be evaluated is left out instead of failing: a
     /// mapping problem must never block removing access. The matching attributes are still required.
     ///
-    /// With `only`, builds only the top-level keys it flags (indexed like [`Reuse::keys`]).
+    /// With `only`, builds only the top-level keys it flags (indexed like [`CompiledTarget::keys`]).
     fn build(
         &self,
         act: &lang::Activation<'_>,
         lenient: bool,
         only: Option<&[bool]>,
     ) -> Result<Built, PlanError> {
-        let mut resource = Map::with_capacity(self.attrs.len() + 2);
+        let mut resource = Map::with_capacity(self.keys.len() + 2);
         resource.insert(
             "schemas".into(),
             Value::Array(vec![Value::String(USER_SCHEMA.into())]),
         );
+        // Where each top-level key sits in `resource` once written (with a layout).
+        let mut at = vec![
+            usize::MAX;
+            if self.layout.is_some() {
+                self.keys.len()
+            } else {
+                0
+            }
+        ];
         let mut create_only = Vec::new();
         let mut alternatives = BTreeMap::new();
         for a in &self.attrs {
             if only.is_some_and(|o| !o[a.top]) {
                 continue;
             }
-            let v = match &a.value {
-                Val::Literal(l) => l.clone(),
-                Val::Expr(p) => match p.eval(act) {
-                    Ok(v) => v,
-                    Err(e) if e.missing_field && a.default.is_some() => {
-                        match a.default.as_ref().expect("checked") {
-                            Val::Literal(l) => l.clone(),
-                            Val::Expr(d) => d
-                                .eval(act)
-                                .map_err(|e| err(self, d.source(), e.into_message()))?,
-                        }
-                    }
-                    Err(_) if lenient && !self.matching.contains(&a.key) => continue,
-                    Err(e) => {
-                        return Err(err(
-                            self,
-                            &format!("{}: {}", a.key, p.source()),
-                            e.into_message(),
-                        ))
-                    }
-                },
-            };
-            if v.is_null() {
+            let Some(v) = self.attr_value(a, act, lenient, &mut alternatives)? else {
                 continue;
-            }
-            if !a.candidates.is_empty() {
-                let mut alts = Vec::new();
-                for c in &a.candidates {
-                    match c.eval(act) {
-                        Ok(x) if !x.is_null() && x != v && !alts.contains(&x) => alts.push(x),
-                        Ok(_) => {}
-                        Err(e) if e.missing_field => {}
-                        Err(e) => return Err(err(self, c.source(), e.into_message())),
-                    }
-                }
-                if !alts.is_empty() {
-                    alternatives.insert(a.key.clone(), alts);
-                }
-            }
+            };
             if a.create_only {
                 create_only.push(top_level(&a.path));
             }
-            a.path.set(&mut resource, v);
+            match &self.layout {
+                Some(layout) => self.write(layout, a, v, &mut resource, &mut at),
+                None => a.path.set(&mut resource, v),
+            }
         }
         Ok(Built {
             resource,
             create_only,
             alternatives,
         })
+    }
+
+    /// The value of one attribute (`None`: left out), recording its alternatives.
+    fn attr_value(
+        &self,
+        a: &CompiledAttr,
+        act: &lang::Activation<'_>,
+        lenient: bool,
+        alternatives: &mut BTreeMap<String, Vec<Value>>,
+    ) -> Result<Option<Value>, PlanError> {
+        let v = match &a.value {
+            Val::Literal(l) => l.clone(),
+            Val::Expr(p) => match p.eval(act) {
+                Ok(v) => v,
+                Err(e) if e.missing_field && a.default.is_some() => {
+                    match a.default.as_ref().expect("checked") {
+                        Val::Literal(l) => l.clone(),
+                        Val::Expr(d) => d
+                            .eval(act)
+                            .map_err(|e| err(self, d.source(), e.into_message()))?,
+                    }
+                }
+                Err(_) if lenient && !self.matching.contains(&a.key) => return Ok(None),
+                Err(e) => {
+                    return Err(err(
+                        self,
+                        &format!("{}: {}", a.key, p.source()),
+                        e.into_message(),
+                    ))
+                }
+            },
+        };
+        if v.is_null() {
+            return Ok(None);
+        }
+        if !a.candidates.is_empty() {
+            let mut alts = Vec::new();
+            for c in &a.candidates {
+                match c.eval(act) {
+                    Ok(x) if !x.is_null() && x != v && !alts.contains(&x) => alts.push(x),
+                    Ok(_) => {}
+                    Err(e) if e.missing_field => {}
+                    Err(e) => return Err(err(self, c.source(), e.into_message())),
+                }
+            }
+            if !alts.is_empty() {
+                alternatives.insert(a.key.clone(), alts);
+            }
+        }
+        Ok(Some(v))
+    }
+
+    /// Writes the value of `a` into `resource` as [`AttrPath::set`] does, finding its top-level key
+    /// by position (`at`, per key) instead of by hash: a key is added, last, by its first attribute
+    /// with a value.
+    fn write(
+        &self,
+        layout: &Layout,
+        a: &CompiledAttr,
+        v: Value,
+        resource: &mut Map<String, Value>,
+        at: &mut [usize],
+    ) {
+        let top = a.top;
+        if at[top] == usize::MAX {
+            let key = &self.keys[top];
+            let value = match (layout.shapes[top], &a.path) {
+                (Shape::Object, AttrPath::Plain { sub: Some(s), .. }) => {
+                    let mut m = Map::with_capacity(layout.members[top].len());
+                    m.insert(s.clone(), v);
+                    Value::Object(m)
+                }
+                (
+                    Shape::Typed,
+                    AttrPath::Typed {
+                        type_value, sub, ..
+                    },
+                ) => {
+                    let mut items = Vec::new();
+                    if let Some(o) = typed_item(&mut items, type_value) {
+                        o.insert(sub.clone(), v);
+                    }
+                    Value::Array(items)
+                }
+                (Shape::Extension, AttrPath::Plain { attr, sub, .. }) => {
+                    add_schema(resource, key);
+                    let mut m = Map::with_capacity(layout.members[top].len());
+                    extension_set(&mut m, attr, sub.as_deref(), v);
+                    Value::Object(m)
+                }
+                _ => v,
+            };
+            at[top] = resource.len();
+            resource.insert(key.clone(), value);
+            return;
+        }
+        let Some(slot) = resource.values_mut().nth(at[top]) else {
+            return;
+        };
+        match (slot, &a.path) {
+            (Value::Object(m), AttrPath::Plain { sub: Some(s), .. })
+                if layout.shapes[top] == Shape::Object =>
+            {
+                m.insert(s.clone(), v);
+            }
+            (
+                Value::Array(items),
+                AttrPath::Typed {
+                    type_value, sub, ..
+                },
+            ) => {
+                if let Some(o) = typed_item(items, type_value) {
+                    o.insert(sub.clone(), v);
+                }
+            }
+            (Value::Object(m), AttrPath::Plain { attr, sub, .. })
+                if layout.shapes[top] == Shape::Extension =>
+            {
+                extension_set(m, attr, sub.as_deref(), v);
+            }
+            (slot, _) => *slot = v,
+        }
     }
 
     /// The group each rule puts the subject in (`None` for none), in rule order.
@@ -897,62 +1077,18 @@ impl Mapping {
             }
             _ => None,
         };
-        let op = Operation {
-            id: format!("{}@{}", event.id, t.name),
-            target: t.name.clone(),
-            subject: event.subject.clone(),
-            event_id: event.id.clone(),
-            event_kind: event.kind.clone(),
-            event_time: event.time,
-            planned_at: now,
-            kind,
-            resource: Value::Object(resource),
-            matching,
-            mapping_version: self.version.clone(),
-            traceparent: event.traceparent.clone(),
-            group: None,
-            create_only: built.create_only,
-            patch,
-            manager_subject,
-            alternatives: built.alternatives,
-        };
         // Group memberships follow the person's attributes while provisioned.
-        let mut group_ops = Vec::new();
-        if !kind.is_deprovision() {
+        let (want, had) = if kind.is_deprovision() {
+            (BTreeSet::new(), BTreeSet::new())
+        } else {
             let per_rule = t.groups(act)?;
             let had = match prior_act {
                 Some(pa) if was_provisioned => t.prior_groups(pa, reuse, &per_rule),
                 _ => BTreeSet::new(),
             };
             let want: BTreeSet<String> = per_rule.into_iter().flatten().collect();
-            for (names, gk, sign) in [
-                (want.difference(&had), OpKind::GroupAdd, '+'),
-                (had.difference(&want), OpKind::GroupRemove, '-'),
-            ] {
-                for g in names {
-                    // Membership needs only the account's matching keys, not its attributes.
-                    group_ops.push(Operation {
-                        id: format!("{}@{}#{sign}{g}", event.id, t.name),
-                        target: op.target.clone(),
-                        subject: op.subject.clone(),
-                        event_id: op.event_id.clone(),
-                        event_kind: op.event_kind.clone(),
-                        event_time: op.event_time,
-                        planned_at: now,
-                        kind: gk,
-                        resource: Value::Null,
-                        matching: op.matching.clone(),
-                        mapping_version: op.mapping_version.clone(),
-                        traceparent: op.traceparent.clone(),
-                        group: Some(g.clone()),
-                        create_only: Vec::new(),
-                        patch: None,
-                        manager_subject: None,
-                        alternatives: BTreeMap::new(),
-                    });
-                }
-            }
-        }
+            (want, had)
+        };
         // Effective dating.
         let due = match at {
             None => None,
@@ -962,6 +1098,44 @@ impl Mapping {
                 Err(e) => return Err(err(t, p.source(), e.into_message())),
             },
         };
+        let op = |id: String, kind: OpKind, matching: Vec<MatchKey>| Operation {
+            id,
+            target: t.name.clone(),
+            subject: event.subject.clone(),
+            event_id: event.id.clone(),
+            event_kind: event.kind.clone(),
+            event_time: event.time,
+            planned_at: now,
+            kind,
+            resource: Value::Null,
+            matching,
+            mapping_version: self.version.clone(),
+            traceparent: event.traceparent.clone(),
+            group: None,
+            create_only: Vec::new(),
+            patch: None,
+            manager_subject: None,
+            alternatives: BTreeMap::new(),
+        };
+        let mut main = op(op_id(&event.id, &t.name, None), kind, Vec::new());
+        main.resource = Value::Object(resource);
+        main.create_only = built.create_only;
+        main.patch = patch;
+        main.manager_subject = manager_subject;
+        main.alternatives = built.alternatives;
+        // Membership needs only the account's matching keys, not its attributes.
+        let group_ops = want
+            .difference(&had)
+            .map(|g| (g, OpKind::GroupAdd, '+'))
+            .chain(had.difference(&want).map(|g| (g, OpKind::GroupRemove, '-')))
+            .map(|(g, gk, sign)| Operation {
+                group: Some(g.clone()),
+                ..op(
+                    op_id(&event.id, &t.name, Some((sign, g))),
+                    gk,
+                    matching.clone(),
+                )
+            });
         let slot = if kind.is_deprovision() {
             SLOT_DEPROVISION
         } else {
@@ -972,20 +1146,24 @@ impl Mapping {
         } else {
             SLOT_DEPROVISION
         };
+        // The main operation comes first; it takes the matching keys once its group operations
+        // have copied them.
         match due {
             Some(due) if due > now => {
+                let first = plan.scheduled.len();
                 plan.scheduled.push(ScheduledOp {
                     due,
                     slot: slot.into(),
-                    op,
+                    op: main,
                 });
-                for (i, g) in group_ops.into_iter().enumerate() {
+                for (i, g) in group_ops.enumerate() {
                     plan.scheduled.push(ScheduledOp {
                         due,
                         slot: format!("{slot}:group:{i}"),
                         op: g,
                     });
                 }
+                plan.scheduled[first].op.matching = matching;
             }
             _ => {
                 // Acting now makes a pending opposite action obsolete (a rescinded hire or
@@ -1004,12 +1182,55 @@ impl Mapping {
                         slot: slot.into(),
                     });
                 }
-                plan.ops.push(op);
+                let first = plan.ops.len();
+                plan.ops.push(main);
                 plan.ops.extend(group_ops);
+                plan.ops[first].matching = matching;
             }
         }
         Ok(())
     }
+}
+
+/// `event@target`, or `event@target#±group` for a group operation.
+fn op_id(event_id: &str, target: &str, group: Option<(char, &str)>) -> String {
+    let extra = group.map_or(0, |(_, g)| g.len() + 2);
+    let mut id = String::with_capacity(event_id.len() + target.len() + 1 + extra);
+    id.push_str(event_id);
+    id.push('@');
+    id.push_str(target);
+    if let Some((sign, g)) = group {
+        id.push('#');
+        id.push(sign);
+        id.push_str(g);
+    }
+    id
+}
+
+/// `serde_json::to_value(patch)`, moving the values instead of copying them.
+fn patch_value(patch: scimflow_scim::patch::PatchRequest) -> Value {
+    let ops = patch
+        .operations
+        .into_iter()
+        .map(|o| {
+            let mut m = Map::with_capacity(3);
+            m.insert("op".into(), Value::String(o.op.as_str().into()));
+            if let Some(path) = o.path {
+                m.insert("path".into(), Value::String(path));
+            }
+            if let Some(v) = o.value {
+                m.insert("value".into(), v);
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut m = Map::with_capacity(2);
+    m.insert(
+        "schemas".into(),
+        Value::Array(patch.schemas.into_iter().map(Value::String).collect()),
+    );
+    m.insert("Operations".into(), Value::Array(ops));
+    Value::Object(m)
 }
 
 impl Planner for Mapping {
@@ -1088,6 +1309,21 @@ targets:
         assert_eq!(op.matching[0].attribute, "externalId");
         assert_eq!(op.matching[1].value, "ada@example.com");
         assert!(!op.matching[1].case_exact);
+    }
+
+    #[test]
+    fn patch_value_is_the_serialized_patch() {
+        use scimflow_scim::patch::{PatchOperation, PatchRequest};
+        let patch = PatchRequest::new(vec![
+            PatchOperation::replace(Some("title".into()), serde_json::json!("Boss")),
+            PatchOperation::add(None, serde_json::json!({"b": 1, "a": [null, 2.5]})),
+            PatchOperation::remove("nickName"),
+            PatchOperation::replace(Some("x".into()), Value::Null),
+        ]);
+        let expected = serde_json::to_value(&patch).unwrap();
+        let got = patch_value(patch);
+        assert_eq!(got, expected);
+        assert_eq!(got.to_string(), expected.to_string());
     }
 
     #[test]

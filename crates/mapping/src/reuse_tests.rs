@@ -1,10 +1,14 @@
-//! Planning against a prior state with [`Reuse`](super::Reuse) (evaluating on the prior state only
-//! what changed) gives exactly the plan of evaluating the prior state in full.
+//! The shortcuts give exactly the plans of the straightforward way: planning against a prior
+//! state with [`Reuse`](super::Reuse) (evaluating on the prior state only what changed) and
+//! building resources with a [`Layout`](super::Layout) (one top-level key at a time), compared
+//! with evaluating the prior state in full and writing attributes one by one. Plans are compared
+//! including the order of object keys, which decides the order of PATCH operations.
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
+use scimflow_core::plan::Plan;
 use scimflow_core::{Event, SubjectState};
 
 use super::{compile, Mapping};
@@ -29,6 +33,8 @@ targets:
       name.familyName: { value: event.data.last, default: '"?"' }
       nickName: coalesce(event.data.nick, event.data.preferred)
       emails[type eq "work"].value: lower(event.data.email)
+      emails[type eq "home"].value: event.data.nick
+      emails[type eq "home"].display: event.data.preferred
       phoneNumbers[type eq "work"].value: event.data.phone
       title: { value: event.data.title, default: null }
       userType: { value: event.data.employmentType, on: create }
@@ -40,6 +46,8 @@ targets:
       addresses[type eq "work"].locality: event.data.location
       urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department: event.data.org.dept
       urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter: { value: event.data.org.cc, on: create }
+      urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value: event.data.manager
+      urn:example:params:scim:schemas:extension:acme:2.0:User:badge: event.data.nick
     manager: event.data.manager
     groups:
       - name: '"dept-" + lower(event.data.org.dept)'
@@ -66,15 +74,31 @@ const KEYS: [&str; 13] = [
     "manager",
 ];
 
-fn mappings() -> (Mapping, Mapping) {
+/// The mapping with its shortcuts, and without (`reuse`, `layout`).
+fn mappings(reuse: bool, layout: bool) -> (Mapping, Mapping) {
     let cfg = scimflow_config::load_str(CFG, "reuse.yaml", &|_| None).expect("config");
     let with = compile(&cfg).expect("mapping");
     let mut without = compile(&cfg).expect("mapping");
-    assert!(with.targets.iter().all(|t| t.reuse.is_some()));
+    assert!(with
+        .targets
+        .iter()
+        .all(|t| t.reuse.is_some() && t.layout.is_some()));
     for t in &mut without.targets {
-        t.reuse = None;
+        if reuse {
+            t.reuse = None;
+        }
+        if layout {
+            t.layout = None;
+        }
     }
     (with, without)
+}
+
+fn assert_same(fast: &Plan, full: &Plan) -> Result<(), TestCaseError> {
+    prop_assert_eq!(fast, full);
+    let text = |p: &Plan| serde_json::to_string(&(&p.ops, &p.scheduled)).expect("serializes");
+    prop_assert_eq!(text(fast), text(full));
+    Ok(())
 }
 
 /// A value for data key `key`: mostly a plausible one, sometimes an odd one.
@@ -151,7 +175,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn reuse_plans_exactly_like_full_evaluation(
+    fn shortcuts_plan_exactly_like_the_straightforward_way(
         new in fields(),
         changed in prop::collection::vec(prop::bool::weighted(0.2), KEYS.len()),
         other in fields(),
@@ -160,8 +184,11 @@ proptest! {
         kind in 0..KINDS.len(),
         prior_kind in 0..KINDS.len(),
         same_time in any::<bool>(),
+        has_prior in prop::bool::weighted(0.9),
+        which in 0..3usize,
     ) {
-        let (with, without) = mappings();
+        // 0: without reuse, 1: without layout, 2: without either
+        let (with, without) = mappings(which != 1, which != 0);
         let old: Vec<Option<Value>> = new
             .iter()
             .zip(&other)
@@ -188,8 +215,9 @@ proptest! {
             mapping_version: String::new(),
         };
         let now = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
-        let fast = with.plan_at(&event, Some(&prior), now);
-        let full = without.plan_at(&event, Some(&prior), now);
-        prop_assert_eq!(fast, full);
+        let prior = has_prior.then_some(&prior);
+        let fast = with.plan_at(&event, prior, now);
+        let full = without.plan_at(&event, prior, now);
+        assert_same(&fast, &full)?;
     }
 }

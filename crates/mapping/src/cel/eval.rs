@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -68,6 +69,7 @@ pub(crate) enum Node {
         operand: Box<Node>,
         field: String,
         path: Arc<str>,
+        hint: Hint,
     },
     Has {
         operand: Box<Node>,
@@ -83,6 +85,48 @@ pub(crate) enum Node {
     Cond(Box<[Node; 3]>),
     Call(Func, Vec<Node>, Option<Arc<regex::Regex>>),
     Comprehension(Box<Comprehension>),
+}
+
+/// Where a field was found in the last object it was read from. Events of one source list their
+/// keys in the same order, so looking there first usually finds the key without hashing it.
+#[derive(Default)]
+pub(crate) struct Hint(AtomicUsize);
+
+impl Clone for Hint {
+    fn clone(&self) -> Self {
+        Hint(AtomicUsize::new(self.0.load(Relaxed)))
+    }
+}
+
+impl std::fmt::Debug for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hint({})", self.0.load(Relaxed))
+    }
+}
+
+/// Objects up to this size are searched by position instead of by hash.
+const SCAN_LIMIT: usize = 32;
+
+impl Hint {
+    /// `m[key]`: at the hinted position, else by a scan (small objects) or a hash lookup.
+    fn get<'e>(&self, m: &'e Map<String, Json>, key: &str) -> Option<&'e Json> {
+        let at = self.0.load(Relaxed);
+        if let Some((k, v)) = m.iter().nth(at) {
+            if k == key {
+                return Some(v);
+            }
+        }
+        if m.len() > SCAN_LIMIT {
+            return m.get(key);
+        }
+        let (i, v) = m
+            .iter()
+            .enumerate()
+            .find_map(|(i, (k, v))| (k == key).then_some((i, v)))?;
+        // Only a changed position is written, so steady state shares the cache line read-only.
+        self.0.store(i, Relaxed);
+        Some(v)
+    }
 }
 
 /// A macro (`all`, `exists`, `map`, `filter`, …) as the parser expands it.
@@ -439,6 +483,7 @@ impl Node {
                 operand,
                 field,
                 path,
+                hint,
             } => {
                 // `event.<attribute>` reads the event without building a map for it.
                 if let Node::Var(Root::Event) = **operand {
@@ -446,6 +491,12 @@ impl Node {
                         .ok_or_else(|| EvalError::no_such_field(path));
                 }
                 let base = operand.eval(ctx, locals)?;
+                if let V::JMap(m) = base {
+                    return match hint.get(m, field) {
+                        Some(v) => Ok(V::from_json(v)),
+                        None => Err(EvalError::no_such_field(path)),
+                    };
+                }
                 select(base, field, path)
             }
             Node::Has { operand, field } => {
