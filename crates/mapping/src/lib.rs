@@ -634,7 +634,7 @@ impl CompiledTarget {
         r: &Reuse,
         changes: &lang::Changes,
         prior: &lang::Activation<'_>,
-        new: &Map<String, Value>,
+        new: &mut Map<String, Value>,
         create_only: &[String],
     ) -> Option<Value> {
         let mut dirty = vec![false; self.keys.len()];
@@ -651,13 +651,14 @@ impl CompiledTarget {
         prev.entry("active").or_insert(Value::Bool(true));
         // The new resource's entries in the order the full diff sees them: create-only keys
         // removed the way `Map::remove` does (swap_remove with `preserve_order`).
-        let mut entries: Vec<(&String, &Value)> = new.iter().collect();
+        let mut entries: Vec<(&String, &mut Value)> = new.iter_mut().collect();
         for k in create_only {
             prev.remove(k);
             if let Some(i) = entries.iter().position(|(x, _)| *x == k) {
                 entries.swap_remove(i);
             }
         }
+        // The changed keys are lent to the diff and given back after.
         let mut part = Map::new();
         for (k, v) in entries {
             if self
@@ -666,10 +667,18 @@ impl CompiledTarget {
                 .position(|x| x == k)
                 .is_some_and(|i| dirty[i])
             {
-                part.insert(k.clone(), v.clone());
+                part.insert(k.clone(), std::mem::take(v));
             }
         }
-        let patch = scimflow_scim::patch::diff(&Value::Object(prev), &Value::Object(part));
+        let part = Value::Object(part);
+        let patch = scimflow_scim::patch::diff(&Value::Object(prev), &part);
+        if let Value::Object(part) = part {
+            for (k, v) in part {
+                if let Some(slot) = new.get_mut(&k) {
+                    *slot = v;
+                }
+            }
+        }
         Some(patch_value(patch))
     }
 
@@ -1051,7 +1060,7 @@ impl Mapping {
         let patch = match (kind, prior_act) {
             (OpKind::Upsert | OpKind::Update, Some(pa)) if was_provisioned && in_scope => {
                 match reuse {
-                    Some((r, c)) => t.minimal_patch(r, c, pa, &resource, &built.create_only),
+                    Some((r, c)) => t.minimal_patch(r, c, pa, &mut resource, &built.create_only),
                     None => t.resource(pa).ok().map(|prev| {
                         let mut prev = prev.resource;
                         prev.entry("active").or_insert(Value::Bool(true));
