@@ -452,6 +452,10 @@ impl Program {
     /// Evaluates the expression against one event and converts the result to JSON:
     /// timestamps become RFC 3339 strings, durations seconds, maps and lists recurse.
     pub fn eval(&self, act: &Activation<'_>) -> Result<Json, EvalError> {
+        // A plain `event.data.a.b` (most attribute mappings) copies the JSON found there.
+        if let Some(found) = eval::data_path(&self.root, act) {
+            return found.map(Json::clone);
+        }
         let mut locals = Vec::with_capacity(self.locals);
         let ctx = eval::Ctx { act };
         let value = self.root.eval(&ctx, &mut locals)?;
@@ -678,6 +682,7 @@ impl Compiler<'_> {
                         operand: Box::new(operand),
                         field: sel.field.clone(),
                         path: path.into(),
+                        hint: eval::Hint::default(),
                     })
                 }
             }

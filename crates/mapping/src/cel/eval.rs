@@ -620,6 +620,47 @@ fn boolean(op: &str, v: V<'_>) -> Result<bool, EvalError> {
     }
 }
 
+/// The JSON a plain path `event.data.a.b…` reads, with the same errors as evaluating it (which
+/// converts it to a value and back into an equal copy); `None` when `node` is not such a path or
+/// meets something other than an object or null, left to the evaluator.
+pub(crate) fn data_path<'e>(
+    node: &'e Node,
+    act: &Activation<'e>,
+) -> Option<Result<&'e Json, EvalError>> {
+    let Node::Select {
+        operand,
+        field,
+        path,
+        hint,
+    } = node
+    else {
+        return None;
+    };
+    let base = match &**operand {
+        Node::Select {
+            operand: root,
+            field: data,
+            ..
+        } if matches!(**root, Node::Var(Root::Event)) && data == "data" => match act.data {
+            Json::Null => return Some(Err(EvalError::no_such_field(path))),
+            d => d,
+        },
+        inner => match data_path(inner, act)? {
+            Ok(j) => j,
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    match base {
+        Json::Object(m) => Some(
+            hint.get(m, field)
+                .ok_or_else(|| EvalError::no_such_field(path)),
+        ),
+        // (only below `event.data`, which is never null here)
+        Json::Null => Some(Err(EvalError::null_parent(path))),
+        _ => None,
+    }
+}
+
 /// `event` as a whole, a map; built only when an expression uses `event` itself.
 fn event_value<'e>(act: &Activation<'e>) -> V<'e> {
     let mut m: Vec<(V<'e>, V<'e>)> = Vec::with_capacity(6);
