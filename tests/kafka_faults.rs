@@ -283,3 +283,78 @@ async fn an_update_that_arrives_before_the_hire_wins() {
     daemon.stop().unwrap();
     eprintln!("done in {:?}", started.elapsed());
 }
+
+/// Trace context (issue 5): the W3C `traceparent` of a Kafka message — as a header, or as the
+/// CloudEvents `traceparent` extension — continues into every SCIM request the event causes: same
+/// trace id, a new span id per request. Observed on the in-process test server (it records request
+/// headers); the same events go to scim2-server too, which provisions them as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_from_kafka_reaches_every_scim_request() {
+    const TOPIC: &str = "hr-traced";
+    const HEADER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const EXT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let tansu = Tansu::start().expect("tansu (run scripts/install-test-deps.sh)");
+    tansu.create_topic(TOPIC, 1).unwrap();
+    let observer = TestServer::start(ServerOptions::default()).await;
+
+    let scenario = Scenario::hr(2, 4, 77);
+    let ids: Vec<&String> = scenario.expected.keys().collect();
+    let producer = scimflow_kafka::Producer::new(&tansu.bootstrap).unwrap();
+    for e in &scenario.events {
+        let subject = e["subject"].as_str().unwrap();
+        let mut e = e.clone();
+        let header_tp = format!("00-{HEADER_TRACE}-00f067aa0ba902b7-01");
+        let headers: Vec<(&str, &str)> = if subject == ids[0].as_str() {
+            vec![("traceparent", header_tp.as_str())]
+        } else {
+            e["traceparent"] = serde_json::json!(format!("00-{EXT_TRACE}-b7ad6b7169203331-01"));
+            vec![]
+        };
+        producer
+            .send(TOPIC, subject, e.to_string().as_bytes(), &headers)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo_root().join("tests/fixtures/kafka-two-targets.yaml");
+    let mut env = kafka_env(&scim, &tansu, TOPIC, "g-trace");
+    env.push(("THROTTLED_BASE_URL", observer.base_url().to_owned()));
+    env.push(("THROTTLED_TOKEN", observer.token().to_owned()));
+    let daemon = Daemon::start(&config, &dir.path().join("data"), &env).unwrap();
+    wait_for_end_state(&scim, &daemon, &scenario.expected, Duration::from_secs(60))
+        .await
+        .unwrap();
+    wait_idle(&daemon, "throttled", 4, Duration::from_secs(60)).await;
+    daemon.stop().unwrap();
+
+    let requests: Vec<_> = observer
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/Users"))
+        .collect();
+    assert!(requests.len() >= 4, "{requests:?}");
+    let mut spans = std::collections::HashSet::new();
+    let mut traces = std::collections::HashSet::new();
+    for r in &requests {
+        let tp = r
+            .traceparent
+            .as_deref()
+            .unwrap_or_else(|| panic!("no traceparent on {} {}", r.method, r.path));
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(parts[0], "00", "{tp}");
+        assert!(
+            parts[2] != "00f067aa0ba902b7" && parts[2] != "b7ad6b7169203331",
+            "a child span, not the producer's: {tp}"
+        );
+        assert!(spans.insert(parts[2].to_owned()), "span id reused: {tp}");
+        traces.insert(parts[1].to_owned());
+    }
+    assert_eq!(
+        traces,
+        [HEADER_TRACE.to_owned(), EXT_TRACE.to_owned()].into(),
+        "both the header and the CloudEvents extension carry the trace"
+    );
+}

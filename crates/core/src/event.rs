@@ -80,6 +80,10 @@ pub struct SubjectState {
     /// against this state is only valid under the same mapping.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub mapping_version: String,
+    /// The Kafka message of the last applied event, when it came from Kafka (see
+    /// [`PartitionLedger::continuous_since`](crate::partition::PartitionLedger::continuous_since)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::partition::SourcePosition>,
 }
 
 /// How many recent event ids a [`SubjectState`] remembers.
@@ -96,6 +100,7 @@ impl SubjectState {
             data: event.data.clone(),
             recent_event_ids: vec![event.id.clone()],
             mapping_version: String::new(),
+            position: None,
         }
     }
 

@@ -18,9 +18,11 @@ pub mod decode;
 pub mod event;
 pub mod op;
 pub mod outcome;
+pub mod partition;
 pub mod plan;
 pub mod source;
 pub mod store;
+pub mod trace;
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use event::{Event, EventOrigin, RejectedEvent, Staleness, SubjectState};

@@ -119,6 +119,10 @@ pub struct Operation {
     /// refused as a uniqueness conflict with an account that is not this subject's.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub alternatives: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    /// The Kafka message it was planned from (set by the pipeline; `None` for the embedded source
+    /// and for effective-dated operations, which stay with the instance that scheduled them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::partition::SourcePosition>,
 }
 
 /// An operation as it sits in a target's durable queue.

@@ -204,6 +204,7 @@ async fn get_targets(State(st): State<AppState>) -> Response {
             "applied": p.stats.applied.load(Relaxed),
             "noop": p.stats.noop.load(Relaxed),
             "failed": p.stats.failed.load(Relaxed),
+            "handed_over": p.stats.handed_over.load(Relaxed),
         }));
     }
     Json(json!({"targets": out})).into_response()
@@ -244,6 +245,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
             ("applied", &p.stats.applied),
             ("noop", &p.stats.noop),
             ("failed", &p.stats.failed),
+            ("handed_over", &p.stats.handed_over),
         ] {
             let _ = writeln!(
                 out,

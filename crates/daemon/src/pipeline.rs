@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::Utc;
 
+use scimflow_core::partition::{PartitionLedger, SourcePosition};
 use scimflow_core::plan::Planner;
 use scimflow_core::plan::SLOT_PROVISION;
 use scimflow_core::source::{EventSink, Rejection};
@@ -31,6 +32,8 @@ pub struct Pipeline {
     pools: HashMap<String, PoolHandle>,
     pending: Arc<Mutex<HashMap<String, SubjectState>>>,
     max_event_bytes: usize,
+    /// With a partitioned source (Kafka): where queued work came from, and partition ownership.
+    ledger: Option<Arc<PartitionLedger>>,
 }
 
 impl Pipeline {
@@ -46,7 +49,15 @@ impl Pipeline {
             pools,
             pending: Arc::default(),
             max_event_bytes,
+            ledger: None,
         }
+    }
+
+    /// Tracks queued operations by source partition (for the Kafka source's commits and
+    /// scale-out handover).
+    pub fn with_ledger(mut self, ledger: Arc<PartitionLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Replaces the mapping; events accepted from now on are planned with it.
@@ -73,7 +84,11 @@ impl Pipeline {
         self.store.subject(subject)
     }
 
-    fn event_batch(&self, event: &Event) -> Result<EventBatch, StoreError> {
+    fn event_batch(
+        &self,
+        event: &Event,
+        position: Option<SourcePosition>,
+    ) -> Result<EventBatch, StoreError> {
         let planner = self.planner();
         let prior = self.prior(&event.subject)?;
         if let Some(why) = prior.as_ref().and_then(|p| p.staleness(event)) {
@@ -96,9 +111,19 @@ impl Pipeline {
         let mut plan = planner.plan(event, prior.as_ref());
         // A minimal PATCH assumes the target holds the prior state as mapped by *this* mapping; after
         // a mapping change, replace every owned attribute instead.
-        if prior.as_ref().is_some_and(|p| {
+        let remapped = prior.as_ref().is_some_and(|p| {
             !p.mapping_version.is_empty() && p.mapping_version != planner.version()
-        }) {
+        });
+        // Likewise when another instance may have applied newer events for this subject since
+        // the prior state was recorded here (the partition moved between instances meanwhile).
+        let foreign = match (&self.ledger, &position, &prior) {
+            (Some(ledger), Some(_), Some(p)) => !p
+                .position
+                .as_ref()
+                .is_some_and(|pp| ledger.continuous_since(pp)),
+            _ => false,
+        };
+        if remapped || foreign {
             for op in plan
                 .ops
                 .iter_mut()
@@ -109,6 +134,7 @@ impl Pipeline {
         }
         let mut state = SubjectState::advance(prior.as_ref(), event);
         state.mapping_version = planner.version().to_owned();
+        state.position = position.clone();
         let mut batch = vec![Mutation::PutSubject(state.clone())];
         let mut woken = Vec::new();
         for c in &plan.cancel {
@@ -161,6 +187,11 @@ impl Pipeline {
                     }));
                 }
                 None => {
+                    let mut op = op;
+                    if let (Some(ledger), Some(pos)) = (&self.ledger, &position) {
+                        ledger.opened(pos);
+                        op.origin = Some(pos.clone());
+                    }
                     woken.push(op.target.clone());
                     batch.push(Mutation::Enqueue(op));
                 }
@@ -195,6 +226,22 @@ impl Pipeline {
     }
 }
 
+/// The Kafka position of an event, when it came from Kafka.
+fn source_position(origin: &EventOrigin) -> Option<SourcePosition> {
+    match origin {
+        EventOrigin::Kafka {
+            topic,
+            partition,
+            offset,
+        } => Some(SourcePosition {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+        }),
+        _ => None,
+    }
+}
+
 /// A dead letter for an event the mapping could not plan for one target; it keeps the event so a
 /// redrive plans it again (after the mapping is fixed).
 fn plan_dead_letter(
@@ -221,6 +268,7 @@ fn plan_dead_letter(
             patch: None,
             manager_subject: None,
             alternatives: Default::default(),
+            origin: None,
         },
         failed_at: Utc::now(),
         class: scimflow_core::ErrorClass::Permanent,
@@ -297,7 +345,7 @@ impl EventSink for Pipeline {
         extra: Vec<Mutation>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let (mut batch, woken, state) = match input {
-            Ok(event) => match self.event_batch(&event) {
+            Ok(event) => match self.event_batch(&event, source_position(&origin)) {
                 Ok(x) => x,
                 Err(e) => return Box::pin(async move { Err(e) }),
             },

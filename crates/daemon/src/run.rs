@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use scimflow_config::{Config, Diagnostics, EXIT_CONFIG};
+use scimflow_core::partition::PartitionLedger;
 use scimflow_core::plan::Planner;
 use scimflow_core::source::EventSink;
 use scimflow_core::store::Store;
@@ -74,6 +75,13 @@ async fn build_and_run(
             .with_context(|| format!("cannot open the {engine} store in {}", data_dir.display()))?;
     let store: Arc<dyn Store> = managed.clone();
 
+    // With Kafka, queued work is tracked by source partition (commits, scale-out handover); the
+    // ledger starts with what is already queued.
+    let ledger = match &config.kafka {
+        Some(_) => Some(open_ledger(store.as_ref(), &config)?),
+        None => None,
+    };
+
     let shutdown = CancellationToken::new();
     let mut pools = HashMap::new();
     let mut pool_tasks = Vec::new();
@@ -81,18 +89,25 @@ async fn build_and_run(
     for t in &config.targets {
         let exec = Executor::new(t)
             .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?;
-        let pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
+        let mut pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
+        if let Some(l) = &ledger {
+            pool = pool.with_ledger(l.clone());
+        }
         pools.insert(t.name.clone(), pool.handle());
         pool_tasks.push(tokio::spawn(pool.run(pool_shutdown.clone(), DRAIN)));
     }
     let version = mapping.version().to_owned();
     let planner: Arc<dyn Planner> = Arc::new(mapping);
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         store.clone(),
         planner,
         pools.clone(),
         config.ingest.max_event_bytes,
-    ));
+    );
+    if let Some(l) = &ledger {
+        pipeline = pipeline.with_ledger(l.clone());
+    }
+    let pipeline = Arc::new(pipeline);
     let sink: Arc<dyn EventSink> = pipeline.clone();
 
     // Spawned: the source. If the store fails (e.g. disk full), intake stops — nothing unpersisted
@@ -104,7 +119,8 @@ async fn build_and_run(
     let mut kafka_lag = None;
     let source = match &config.kafka {
         Some(k) => {
-            let src = scimflow_kafka::KafkaSource::build(k)
+            let ledger = ledger.clone().expect("a ledger with the Kafka source");
+            let src = scimflow_kafka::KafkaSource::build(k, ledger)
                 .context("cannot create the Kafka consumer")?;
             kafka_lag = Some(src.lag());
             tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "consuming from kafka");
@@ -230,6 +246,32 @@ async fn build_and_run(
 }
 
 /// Records that intake stopped because of `e`, loudly.
+/// A ledger holding every queued operation that came from Kafka, so no commit passes work that
+/// was queued before a restart.
+fn open_ledger(store: &dyn Store, config: &Config) -> anyhow::Result<Arc<PartitionLedger>> {
+    let ledger = Arc::new(PartitionLedger::new());
+    for t in &config.targets {
+        let mut after = None;
+        loop {
+            let page = store.queue_scan(&t.name, after, 4096)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            for q in &page {
+                if let Some(pos) = &q.op.origin {
+                    ledger.opened(pos);
+                }
+            }
+        }
+    }
+    if ledger.open_count() > 0 {
+        tracing::info!(
+            operations = ledger.open_count(),
+            "queued operations from Kafka found; their partitions' commits wait for them"
+        );
+    }
+    Ok(ledger)
+}
+
 fn halt(flag: &AtomicBool, e: &anyhow::Error) {
     flag.store(true, Ordering::SeqCst);
     tracing::error!(

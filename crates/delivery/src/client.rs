@@ -82,18 +82,23 @@ impl ScimClient {
     }
 
     /// Sends one request to `{base}{path}`.
+    /// `traceparent` is sent as the W3C `traceparent` header.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, &str)],
         body: Option<&Value>,
+        traceparent: Option<&str>,
     ) -> Result<Reply, CallError> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
             .timeout(self.timeout)
             .header(ACCEPT, HeaderValue::from_static(SCIM_JSON));
+        if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
+            req = req.header("traceparent", v);
+        }
         if !query.is_empty() {
             req = req.query(query);
         }

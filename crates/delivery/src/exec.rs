@@ -30,6 +30,8 @@ use scimflow_core::op::MatchKey;
 use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
 use scimflow_scim::filter::Filter;
 
+use scimflow_core::trace::TraceParent;
+
 use crate::client::{CallError, Reply, ScimClient};
 
 /// What executing one operation did.
@@ -100,6 +102,7 @@ impl Executor {
             manager,
             requests: Vec::new(),
             last_status: None,
+            trace: op.traceparent.as_deref().and_then(TraceParent::parse),
         };
         let mut delays = self.backoff.build();
         let mut attempts = 0;
@@ -145,6 +148,8 @@ struct Run<'a> {
     manager: Option<String>,
     requests: Vec<String>,
     last_status: Option<u16>,
+    /// The event's trace context, when it had a valid one.
+    trace: Option<TraceParent>,
 }
 
 impl Run<'_> {
@@ -165,7 +170,14 @@ impl Run<'_> {
             .await
             .expect("semaphore never closed");
         self.requests.push(format!("{method} {path}"));
-        let r = self.exec.client.send(method, path, query, body).await;
+        // Each request is a child span of the event's producer span.
+        let child = self.trace.as_ref().map(|t| t.child().header());
+        tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request");
+        let r = self
+            .exec
+            .client
+            .send(method, path, query, body, child.as_deref())
+            .await;
         self.last_status = match &r {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,

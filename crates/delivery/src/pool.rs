@@ -16,7 +16,9 @@ use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use scimflow_core::partition::{Disposition, PartitionLedger};
 use scimflow_core::store::{DeadLetter, Mutation, Store};
 use scimflow_core::{AuditEntry, Outcome, QueuedOp};
 
@@ -28,6 +30,9 @@ pub struct PoolStats {
     pub applied: AtomicU64,
     pub noop: AtomicU64,
     pub failed: AtomicU64,
+    /// Operations removed without delivery because their source partition moved to another
+    /// instance, which processed their events.
+    pub handed_over: AtomicU64,
     /// Set when the pool stopped because of an error (not at shutdown); readiness fails then.
     pub stopped_on_error: AtomicBool,
 }
@@ -56,6 +61,7 @@ pub struct TargetPool {
     stats: Arc<PoolStats>,
     window: usize,
     max_lanes: usize,
+    ledger: Option<Arc<PartitionLedger>>,
 }
 
 impl TargetPool {
@@ -69,7 +75,15 @@ impl TargetPool {
             window: 4096,
             // Lanes waiting in backoff hold no HTTP permit, so allow more lanes than permits.
             max_lanes: concurrency * 4,
+            ledger: None,
         }
+    }
+
+    /// Delivers operations from a partitioned source only while their partition is owned here
+    /// (see [`PartitionLedger::disposition`]), and reports each finished one to the ledger.
+    pub fn with_ledger(mut self, ledger: Arc<PartitionLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     pub fn handle(&self) -> PoolHandle {
@@ -88,6 +102,8 @@ impl TargetPool {
         let mut lanes: HashMap<String, VecDeque<QueuedOp>> = HashMap::new();
         let mut order: VecDeque<String> = VecDeque::new();
         let mut busy: HashSet<String> = HashSet::new();
+        // Lanes whose head belongs to a partition not owned here (re-checked every round).
+        let mut held: Vec<String> = Vec::new();
         let mut tasks: JoinSet<Result<String, String>> = JoinSet::new();
         loop {
             // Refill the in-memory window from the durable queue.
@@ -115,6 +131,7 @@ impl TargetPool {
                 }
             }
             // Start the head of every idle lane, up to the lane limit.
+            order.extend(held.drain(..));
             while busy.len() < self.max_lanes {
                 let Some(subject) = order.pop_front() else {
                     break;
@@ -122,10 +139,34 @@ impl TargetPool {
                 let Some(q) = lanes.get(&subject).and_then(|l| l.front()).cloned() else {
                     continue;
                 };
+                let disposition = match (&self.ledger, &q.op.origin) {
+                    (Some(ledger), Some(pos)) => ledger.disposition(pos),
+                    _ => Disposition::Deliver,
+                };
+                if disposition == Disposition::Hold {
+                    held.push(subject);
+                    continue;
+                }
                 busy.insert(subject.clone());
-                let (store, exec, stats) =
-                    (self.store.clone(), self.exec.clone(), self.stats.clone());
-                tasks.spawn(async move { run_one(store, exec, stats, q).await.map(|()| subject) });
+                let (store, exec, stats, ledger) = (
+                    self.store.clone(),
+                    self.exec.clone(),
+                    self.stats.clone(),
+                    self.ledger.clone(),
+                );
+                tasks.spawn(async move {
+                    let r = if disposition == Disposition::HandOver {
+                        hand_over(store, stats, &q).await
+                    } else {
+                        run_one(store, exec, stats, q.clone()).await
+                    };
+                    if r.is_ok() {
+                        if let (Some(ledger), Some(pos)) = (ledger, &q.op.origin) {
+                            ledger.closed(pos);
+                        }
+                    }
+                    r.map(|()| subject)
+                });
             }
             tokio::select! {
                 Some(done) = tasks.join_next() => {
@@ -184,7 +225,15 @@ async fn run_one(
         Some(m) => store.binding(&op.target, m).map_err(|e| e.to_string())?,
         None => None,
     };
-    let report = exec.execute(op, bound, manager).await;
+    // One span per delivery, in the event's trace (the trace id of its `traceparent`).
+    let span = tracing::info_span!(
+        "deliver",
+        target_name = %op.target,
+        op = %op.id,
+        event_id = %op.event_id,
+        trace_id = op.traceparent.as_deref().and_then(trace_id).as_deref(),
+    );
+    let report = exec.execute(op, bound, manager).instrument(span).await;
     let batch = outcome_batch(&q, &report);
     match &report.outcome {
         Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
@@ -199,6 +248,42 @@ async fn run_one(
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Removes an operation whose source partition moved to another instance that committed past
+/// it (so that instance processed its event), with an audit record saying so.
+async fn hand_over(
+    store: Arc<dyn Store>,
+    stats: Arc<PoolStats>,
+    q: &QueuedOp,
+) -> Result<(), String> {
+    let op = &q.op;
+    let detail = op.origin.as_ref().map(|p| {
+        format!(
+            "{}/{} moved to another instance, which committed past offset {}",
+            p.topic, p.partition, p.offset
+        )
+    });
+    tracing::debug!(target_name = %op.target, op = %op.id, "operation handed over");
+    let batch = vec![
+        Mutation::Dequeue {
+            target: op.target.clone(),
+            seq: q.seq,
+        },
+        Mutation::Audit(AuditEntry {
+            event_id: op.event_id.clone(),
+            subject: op.subject.clone(),
+            target: op.target.clone(),
+            op_id: op.id.clone(),
+            operation: op.kind.as_str().to_owned(),
+            detail,
+            trace_id: op.traceparent.as_deref().and_then(trace_id),
+            ..AuditEntry::note("handed_over", &op.mapping_version)
+        }),
+    ];
+    store.commit(batch).await.map_err(|e| e.to_string())?;
+    stats.handed_over.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The atomic batch that finishes an operation: dequeue + audit (+ binding, + dead letter).

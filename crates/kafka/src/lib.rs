@@ -39,11 +39,12 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset};
 use tokio_util::sync::CancellationToken;
 
 use scimflow_config::{KafkaConfig, TopicFormat};
 use scimflow_core::decode::{decode_binary, decode_enveloped, decode_structured, DecodeOptions};
+use scimflow_core::partition::PartitionLedger;
 use scimflow_core::source::{EventSink, Rejection};
 use scimflow_core::store::StoreError;
 use scimflow_core::{Event, EventOrigin};
@@ -85,10 +86,76 @@ impl LagHandle {
     }
 }
 
-/// The consumer context: rebalance handling and statistics.
+/// Per partition: how far messages are durably recorded, and what was committed.
+#[derive(Debug, Default)]
+struct Commits {
+    /// The offset after the newest message up to which everything is durable.
+    durable_next: HashMap<(String, i32), i64>,
+    /// The last offset committed (or found committed at assignment).
+    committed: HashMap<(String, i32), i64>,
+}
+
+/// The consumer context: rebalance handling, commits and statistics.
 pub struct SourceContext {
     tracker: Arc<Mutex<OffsetTracker>>,
     lag: LagHandle,
+    ledger: Arc<PartitionLedger>,
+    commits: Mutex<Commits>,
+}
+
+impl SourceContext {
+    /// The offsets that may be committed now (each partition's durable watermark, capped by its
+    /// oldest queued operation), restricted to `only` when given, and only where they moved.
+    fn to_commit(&self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        let Ok(mut c) = self.commits.lock() else {
+            return tpl;
+        };
+        let Commits {
+            durable_next,
+            committed,
+        } = &mut *c;
+        for ((topic, partition), next) in durable_next.iter() {
+            if only.is_some_and(|o| o.find_partition(topic, *partition).is_none()) {
+                continue;
+            }
+            let bound = self.ledger.commit_bound(topic, *partition, *next);
+            let key = (topic.clone(), *partition);
+            if committed.get(&key).is_some_and(|&done| done >= bound) {
+                continue;
+            }
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(bound))
+                .is_ok()
+            {
+                committed.insert(key, bound);
+            }
+        }
+        tpl
+    }
+
+    fn commit<C: Consumer<SourceContext>>(
+        &self,
+        consumer: &C,
+        only: Option<&TopicPartitionList>,
+        mode: CommitMode,
+    ) {
+        let tpl = self.to_commit(only);
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => tracing::debug!(partitions = tpl.count(), "offsets committed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; retried with the next one");
+                if let Ok(mut c) = self.commits.lock() {
+                    for e in tpl.elements() {
+                        c.committed.remove(&(e.topic().to_owned(), e.partition()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl ClientContext for SourceContext {
@@ -120,19 +187,23 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            // Stored offsets are already safe (the tracker stores only up to the first gap):
-            // commit them now, while the partitions are still ours.
-            match consumer.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => {}
-                Err(rdkafka::error::KafkaError::ConsumerCommit(
-                    rdkafka::types::RDKafkaErrorCode::NoOffset,
-                )) => {}
-                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
-            }
+            // Commit what is safe (durable, and no queued operation left behind) while the
+            // partitions are still ours; the next owner resumes there.
+            self.commit(consumer, Some(tpl), CommitMode::Sync);
             if let Ok(mut t) = self.tracker.lock() {
                 for e in tpl.elements() {
                     t.revoke(e.topic(), e.partition());
                 }
+            }
+            if let Ok(mut c) = self.commits.lock() {
+                for e in tpl.elements() {
+                    let key = (e.topic().to_owned(), e.partition());
+                    c.durable_next.remove(&key);
+                    c.committed.remove(&key);
+                }
+            }
+            for e in tpl.elements() {
+                self.ledger.revoked(e.topic(), e.partition());
             }
             tracing::info!(partitions = tpl.count(), "kafka partitions revoked");
         }
@@ -140,6 +211,30 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // Where each partition resumes: queued work from before it is someone else's now.
+            let committed = consumer
+                .committed_offsets((*tpl).clone(), Duration::from_secs(10))
+                .map_err(|e| tracing::warn!(error = %e, "cannot read committed offsets on assign"))
+                .ok();
+            for e in tpl.elements() {
+                let at = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                match (&committed, at) {
+                    (_, Some(o)) => self.ledger.assigned(e.topic(), e.partition(), o),
+                    (Some(_), None) => self.ledger.assigned(e.topic(), e.partition(), 0),
+                    // Unknown: its queued work stays held until the periodic lookup resolves it,
+                    // rather than risk delivering work another instance already did.
+                    (None, None) => {}
+                }
+                if let (Some(o), Ok(mut c)) = (at, self.commits.lock()) {
+                    c.committed.insert((e.topic().to_owned(), e.partition()), o);
+                }
+            }
             if let Err(e) = consumer.resume(tpl) {
                 tracing::debug!(error = %e, "resume on assign failed");
             }
@@ -159,7 +254,13 @@ pub struct KafkaSource {
     max_event_bytes: Option<usize>,
     dead_letter: Option<(String, FutureProducer)>,
     lag: LagHandle,
+    ledger: Arc<PartitionLedger>,
 }
+
+/// How often safe offsets are committed, and how often the committed offsets of partitions
+/// whose queued work is held here are looked up.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+const HELD_LOOKUP_EVERY: u32 = 5;
 
 /// The librdkafka settings scimflow uses, before the config's `options` (which win). Does not
 /// include `sasl.password` (see [`KafkaSource::build`]).
@@ -168,8 +269,7 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
         .set("client.id", &cfg.client_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
@@ -205,7 +305,7 @@ const CONSUMER_ONLY: &[&str] = &[
 impl KafkaSource {
     /// Resolves `kafka.sasl_password`, creates the consumer (and the dead-letter producer) and
     /// subscribes to the configured topics.
-    pub fn build(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+    pub fn build(cfg: &KafkaConfig, ledger: Arc<PartitionLedger>) -> Result<Self, KafkaError> {
         let mut config = client_config(cfg);
         if let Some(secret) = &cfg.sasl_password {
             config.set("sasl.password", secret.resolve()?.expose());
@@ -216,6 +316,8 @@ impl KafkaSource {
             config.create_with_context(SourceContext {
                 tracker: tracker.clone(),
                 lag: lag.clone(),
+                ledger: ledger.clone(),
+                commits: Mutex::default(),
             })?;
         consumer.subscribe(&cfg.topic_names())?;
         let dead_letter = match &cfg.dead_letter_topic {
@@ -248,6 +350,7 @@ impl KafkaSource {
             max_event_bytes: cfg.max_event_bytes,
             dead_letter,
             lag,
+            ledger,
         })
     }
 
@@ -267,12 +370,22 @@ impl KafkaSource {
             FuturesUnordered::new();
         let mut failure: Option<KafkaError> = None;
         let mut draining = false;
+        let mut tick = tokio::time::interval(COMMIT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
         loop {
             if draining && pending.is_empty() {
                 break;
             }
             tokio::select! {
                 biased;
+                _ = tick.tick() => {
+                    self.consumer.context().commit(&self.consumer, None, CommitMode::Async);
+                    ticks = ticks.wrapping_add(1);
+                    if ticks.is_multiple_of(HELD_LOOKUP_EVERY) {
+                        tokio::task::block_in_place(|| self.resolve_held());
+                    }
+                }
                 Some((topic, partition, epoch, offset, result)) = pending.next(), if !pending.is_empty() => {
                     if let Err(e) = result {
                         tracing::error!(error = %e, %topic, partition, offset, "stopping intake without acknowledging");
@@ -295,13 +408,10 @@ impl KafkaSource {
                 }
             }
         }
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            // Nothing stored since the last commit.
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset,
-            )) => {}
-            Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
+        if failure.is_none() {
+            self.consumer
+                .context()
+                .commit(&self.consumer, None, CommitMode::Sync);
         }
         self.consumer.unsubscribe();
         // Give librdkafka a moment to leave the group cleanly so partitions move without a session timeout.
@@ -366,13 +476,50 @@ impl KafkaSource {
             return; // revoked since: the new owner replays it
         };
         if let Some(last) = advance.store {
-            // librdkafka stores `last + 1`, the next offset to read.
-            if let Err(e) = self.consumer.store_offset(topic, partition, last) {
-                tracing::debug!(%topic, partition, offset = last, error = %e, "offset not stored");
+            if let Ok(mut c) = self.consumer.context().commits.lock() {
+                c.durable_next
+                    .insert((topic.to_owned(), partition), last + 1);
             }
         }
         if advance.flow == Flow::Resume {
             self.set_paused(topic, partition, false);
+        }
+    }
+
+    /// Looks up the group's committed offsets of partitions whose queued work is held here: for
+    /// partitions assigned here whose resume point is unknown, that resolves it; for partitions
+    /// owned elsewhere, it lets work the new owner committed past be handed over.
+    fn resolve_held(&self) {
+        let held = self.ledger.held_partitions();
+        if held.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &held {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = match self.consumer.committed_offsets(tpl, Duration::from_secs(5)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look up committed offsets of held partitions");
+                return;
+            }
+        };
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        for e in committed.elements() {
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            if assignment
+                .find_partition(e.topic(), e.partition())
+                .is_some()
+            {
+                self.ledger.assigned(e.topic(), e.partition(), at);
+            } else {
+                self.ledger
+                    .committed_elsewhere(e.topic(), e.partition(), at);
+            }
         }
     }
 

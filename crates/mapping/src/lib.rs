@@ -1125,6 +1125,7 @@ impl Mapping {
             patch: None,
             manager_subject: None,
             alternatives: BTreeMap::new(),
+            origin: None,
         };
         let mut main = op(op_id(&event.id, &t.name, None), kind, Vec::new());
         main.resource = Value::Object(resource);

@@ -213,6 +213,7 @@ proptest! {
             data: data(&old, reverse),
             recent_event_ids: vec!["e1".into()],
             mapping_version: String::new(),
+            position: None,
         };
         let now = Utc.with_ymd_and_hms(2026, 12, 2, 0, 0, 0).unwrap();
         let prior = has_prior.then_some(&prior);

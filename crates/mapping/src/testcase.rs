@@ -398,6 +398,7 @@ pub fn run_case(mapping: &Mapping, accepts: &dyn Fn(&str) -> bool, case: &TestCa
         data: p.data.clone(),
         recent_event_ids: vec![p.id.clone()],
         mapping_version: String::new(),
+        position: None,
     });
     let plan = mapping.plan_at(&event, prior.as_ref(), now);
     outcome(compare(case, &plan))

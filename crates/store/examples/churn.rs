@@ -110,6 +110,7 @@ fn operation(i: u64, a: &Args) -> Operation {
         patch: None,
         manager_subject: None,
         alternatives: Default::default(),
+        origin: None,
     }
 }
 

@@ -65,6 +65,7 @@ fn op(target: &str, id: &str) -> Operation {
         patch: None,
         manager_subject: None,
         alternatives: Default::default(),
+        origin: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn state(subject: &str, event_id: &str) -> SubjectState {
         data: serde_json::json!({ "event": event_id }),
         recent_event_ids: vec![event_id.into()],
         mapping_version: String::new(),
+        position: None,
     }
 }
 

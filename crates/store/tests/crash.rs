@@ -49,6 +49,7 @@ fn op(id: &str) -> Operation {
         patch: None,
         manager_subject: None,
         alternatives: Default::default(),
+        origin: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn batch(id: &str) -> Vec<Mutation> {
             data: serde_json::json!({ "id": id }),
             recent_event_ids: vec![format!("e{id}")],
             mapping_version: String::new(),
+            position: None,
         }),
         Mutation::Enqueue(op(id)),
         Mutation::Bind {

@@ -92,6 +92,7 @@ fn variables() {
         data: json!({"department": "Sales"}),
         recent_event_ids: vec![],
         mapping_version: String::new(),
+        position: None,
     };
     let act = Activation::new(&ev, Some(&prior), Utc::now());
     let p = compile("prior.department != event.data.department", &Env::default()).unwrap();

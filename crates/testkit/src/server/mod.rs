@@ -242,6 +242,9 @@ impl FaultRule {
     }
 }
 
+/// Method, path, query and `traceparent` of a request, as recorded.
+type Seen = (Method, String, Option<String>, Option<String>);
+
 /// One request as the server saw it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
@@ -252,6 +255,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// When the request arrived.
     pub at: Instant,
+    /// The W3C `traceparent` header, if the request had one.
+    pub traceparent: Option<String>,
 }
 
 const BASE_PATH: &str = "/scim/v2";
@@ -409,14 +414,7 @@ impl Shared {
             })
     }
 
-    fn record(
-        &self,
-        method: Method,
-        path: String,
-        query: Option<String>,
-        status: u16,
-        at: Instant,
-    ) {
+    fn record(&self, (method, path, query, traceparent): Seen, status: u16, at: Instant) {
         self.requests
             .lock()
             .expect("requests lock")
@@ -426,6 +424,7 @@ impl Shared {
                 query,
                 status,
                 at,
+                traceparent,
             });
     }
 
@@ -440,6 +439,19 @@ impl Shared {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
+        let traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let seen = || {
+            (
+                method.clone(),
+                path.clone(),
+                query.clone(),
+                traceparent.clone(),
+            )
+        };
         let fault = self.take_fault(&method, &path);
         if !self.opts.latency.is_zero() {
             tokio::time::sleep(self.opts.latency).await;
@@ -451,7 +463,7 @@ impl Shared {
                 None
             }
             Some(Fault::Reset) => {
-                self.record(method, path, query, 0, at);
+                self.record(seen(), 0, at);
                 kill.notify_one();
                 // The connection task drops the connection (and this future) now.
                 return std::future::pending().await;
@@ -475,20 +487,20 @@ impl Shared {
                         r.headers_mut().insert(header::RETRY_AFTER, h);
                     }
                 }
-                self.record(method, path, query, status, at);
+                self.record(seen(), status, at);
                 return r;
             }
             Some(f) => Some(f),
         };
         if !self.authorized(&req) {
-            self.record(method, path, query, 401, at);
+            self.record(seen(), 401, at);
             let mut r = ScimError::new(401, None, "missing or wrong bearer token").into_response();
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return r;
         }
         if let Some(r) = self.rate_check(Instant::now()) {
-            self.record(method, path, query, 429, at);
+            self.record(seen(), 429, at);
             return r;
         }
         let resp = match router.oneshot(req.map(Body::new)).await {
@@ -503,7 +515,7 @@ impl Shared {
             }
             _ => resp,
         };
-        self.record(method, path, query, resp.status().as_u16(), at);
+        self.record(seen(), resp.status().as_u16(), at);
         resp
     }
 }
