@@ -5,6 +5,11 @@
 //! listener built; then everything runs until SIGTERM/SIGINT, and shuts down in dependency order
 //! (sources stop taking input, in-flight work finishes or stays durably queued, the store flushes).
 
+/// mimalloc: the planner and the pipeline allocate many small, short-lived JSON values per event;
+/// it plans about 25% faster than the system allocator (`cargo bench -p scimflow-mapping --bench plan`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod embedded;
 mod http;
 mod offline;

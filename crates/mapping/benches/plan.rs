@@ -4,6 +4,10 @@
 //!
 //! Run: `cargo bench -p scimflow-mapping --bench plan`. Target: ≥ 100,000 events/s per core.
 
+/// The daemon's allocator (`crates/daemon/src/main.rs`), so the figure is what the daemon runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use scimflow_core::plan::Planner;
 use scimflow_core::{Event, SubjectState};
