@@ -36,9 +36,25 @@ pub struct RawConfig {
     #[serde(default)]
     pub kafka: Option<RawKafka>,
     #[serde(default)]
+    pub audit: Option<RawAudit>,
+    #[serde(default)]
     pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `audit:` — signed checkpoints of the audit chain.
+#[derive(Debug, Deserialize)]
+pub struct RawAudit {
+    /// `{ file: PATH }` (or `{ env: NAME }`): an Ed25519 private key, PKCS#8 PEM.
+    #[serde(default)]
+    pub signing_key: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub checkpoint_records: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub checkpoint_seconds: Option<Spanned<u64>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -308,6 +324,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The Kafka source; `None` means the embedded source.
     pub kafka: Option<KafkaConfig>,
+    pub audit: AuditConfig,
     /// Static lookup tables for expressions.
     pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     pub targets: Vec<TargetConfig>,
@@ -320,6 +337,33 @@ impl Config {
             .iter()
             .flat_map(|t| t.lifecycle.keys().cloned())
             .collect()
+    }
+}
+
+/// Signed checkpoints of the audit chain (`audit:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The Ed25519 private key (PKCS#8 PEM, `-----BEGIN PRIVATE KEY-----`) that signs checkpoints;
+    /// `None` = no checkpoints are written (the chain alone is kept).
+    pub signing_key: Option<SecretRef>,
+    /// A checkpoint is signed once this many records were appended since the last one…
+    pub checkpoint_records: u64,
+    /// …or once this much time has passed with at least one new record; and at clean shutdown.
+    pub checkpoint_interval: Duration,
+}
+
+impl AuditConfig {
+    pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
+    pub const DEFAULT_CHECKPOINT_SECONDS: u64 = 60;
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key: None,
+            checkpoint_records: Self::DEFAULT_CHECKPOINT_RECORDS,
+            checkpoint_interval: Duration::from_secs(Self::DEFAULT_CHECKPOINT_SECONDS),
+        }
     }
 }
 

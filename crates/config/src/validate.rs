@@ -157,7 +157,8 @@ pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "version", "include", "listen", "data_dir", "store", "ingest", "kafka", "tables", "targets",
+    "version", "include", "listen", "data_dir", "store", "ingest", "kafka", "audit", "tables",
+    "targets",
 ];
 const FRAGMENT_KEYS: &[&str] = &["tables", "targets"];
 const TARGET_KEYS: &[&str] = &[
@@ -336,6 +337,10 @@ pub fn validate_all(
                 .and_then(|p| secret(src, "kafka.sasl_password", &p, &mut d)),
         }
     });
+    let audit = match raw.audit {
+        Some(a) => audit(src, a, &mut d),
+        None => AuditConfig::default(),
+    };
     let mut tables = raw.tables;
     let mut targets = Vec::new();
     let mut seen = BTreeMap::new();
@@ -391,6 +396,7 @@ pub fn validate_all(
         store_engine,
         ingest,
         kafka,
+        audit,
         tables,
         targets,
     };
@@ -696,6 +702,46 @@ fn target(
     })
 }
 
+/// The `audit:` section.
+fn audit(src: &Source, a: RawAudit, d: &mut Vec<Diagnostic>) -> AuditConfig {
+    let (line, _) = src.key(1, "audit");
+    src.unknown(
+        line,
+        a.unknown.keys(),
+        "`audit`",
+        &["signing_key", "checkpoint_records", "checkpoint_seconds"],
+        d,
+    );
+    let mut positive = |v: Option<Spanned<u64>>, field: &str, default: u64| match v {
+        Some(n) if n.value == 0 => {
+            d.push(
+                src.at(n.referenced, format!("audit.{field} must be positive"))
+                    .with_hint(format!("leave it out for the default ({default})")),
+            );
+            default
+        }
+        Some(n) => n.value,
+        None => default,
+    };
+    let checkpoint_records = positive(
+        a.checkpoint_records,
+        "checkpoint_records",
+        AuditConfig::DEFAULT_CHECKPOINT_RECORDS,
+    );
+    let checkpoint_seconds = positive(
+        a.checkpoint_seconds,
+        "checkpoint_seconds",
+        AuditConfig::DEFAULT_CHECKPOINT_SECONDS,
+    );
+    AuditConfig {
+        signing_key: a
+            .signing_key
+            .and_then(|k| secret(src, "audit.signing_key", &k, d)),
+        checkpoint_records,
+        checkpoint_interval: Duration::from_secs(checkpoint_seconds),
+    }
+}
+
 /// Reads a secret reference; a literal is a config error that does not echo the value.
 fn secret(
     src: &Source,
@@ -941,6 +987,79 @@ targets:
             "must be a name or a mapping",
             "must not contain `sasl.password`",
             "`hr.events` is also consumed",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in {text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use std::time::Duration;
+
+    use crate::{load_str, AuditConfig, SecretRef};
+
+    const BASE: &str = r#"version: 1
+audit:
+  signing_key: { file: /etc/scimflow/audit-key.pem }
+  checkpoint_records: 50
+  checkpoint_seconds: 5
+targets:
+  demo:
+    base_url: https://scim.example.com/v2
+    lifecycle:
+      hr.worker.hired: upsert
+    user:
+      externalId: event.data.employeeId
+      userName: event.data.email
+"#;
+
+    fn env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_the_audit_section_and_defaults_without_it() {
+        let c = load_str(BASE, "c.yaml", &env).unwrap();
+        assert_eq!(
+            c.audit,
+            AuditConfig {
+                signing_key: Some(SecretRef::File("/etc/scimflow/audit-key.pem".into())),
+                checkpoint_records: 50,
+                checkpoint_interval: Duration::from_secs(5),
+            }
+        );
+        let without = BASE
+            .lines()
+            .filter(|l| {
+                !l.starts_with("audit:")
+                    && !l.starts_with("  signing_key")
+                    && !l.starts_with("  checkpoint_")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = load_str(&without, "c.yaml", &env).unwrap();
+        assert_eq!(c.audit, AuditConfig::default());
+        assert_eq!(c.audit.checkpoint_records, 1000);
+    }
+
+    #[test]
+    fn a_literal_key_zero_intervals_and_unknown_keys_are_errors_that_never_echo_the_key() {
+        let pem = "-----BEGIN PRIVATE KEY-----MC4CAQAwBQYDK2VwBCIEIKeyMaterialSecret";
+        let bad = BASE
+            .replace(
+                "signing_key: { file: /etc/scimflow/audit-key.pem }",
+                &format!("signing_key: \"{pem}\"\n  checkpoint_every: 3"),
+            )
+            .replace("checkpoint_records: 50", "checkpoint_records: 0")
+            .replace("checkpoint_seconds: 5", "checkpoint_seconds: 0");
+        let text = load_str(&bad, "c.yaml", &env).unwrap_err().to_string();
+        assert!(!text.contains("KeyMaterialSecret"), "{text}");
+        for want in [
+            "`audit.signing_key` holds a literal secret",
+            "unknown key `checkpoint_every` in `audit`",
+            "audit.checkpoint_records must be positive",
+            "audit.checkpoint_seconds must be positive",
         ] {
             assert!(text.contains(want), "missing {want:?} in {text}");
         }

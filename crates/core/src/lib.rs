@@ -24,7 +24,7 @@ pub mod source;
 pub mod store;
 pub mod trace;
 
-pub use audit::{AuditEntry, AuditRecord};
+pub use audit::{AuditCheckpoint, AuditEntry, AuditRecord};
 pub use event::{Event, EventOrigin, RejectedEvent, Staleness, SubjectState};
 pub use op::{OpKind, Operation, QueuedOp, ScheduledOp};
 pub use outcome::{ErrorClass, Outcome};

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent, ScheduledOp,
-    SubjectState,
+    AuditCheckpoint, AuditEntry, AuditRecord, ErrorClass, Operation, QueuedOp, RejectedEvent,
+    ScheduledOp, SubjectState,
 };
 
 /// A boxed, sendable future (keeps the port object-safe).
@@ -59,6 +59,8 @@ pub enum Mutation {
     },
     /// Removes dead letter `seq` (after a redrive or a discard; idempotent).
     RemoveDeadLetter { seq: u64 },
+    /// Keeps a signed checkpoint of the audit chain (replaces one stored for the same `seq`).
+    AuditCheckpoint(AuditCheckpoint),
 }
 
 /// What the writer assigned while applying a batch.
@@ -168,4 +170,26 @@ pub trait Store: Send + Sync + 'static {
         subject: &str,
         slot: &str,
     ) -> Result<Option<ScheduledOp>, StoreError>;
+
+    /// The last stored audit record (the chain head), if any.
+    fn audit_last(&self) -> Result<Option<AuditRecord>, StoreError>;
+
+    /// The highest audit sequence number ever assigned (a counter written atomically with the
+    /// records, so a log whose tail was deleted still says how far it went).
+    fn audit_assigned(&self) -> Result<u64, StoreError>;
+
+    /// Up to `limit` stored audit records after `after`, undecoded: `(seq in the key, bytes)`. For
+    /// verification, which must name a record whose bytes no longer decode instead of failing.
+    fn audit_scan_raw(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// Up to `limit` signed audit checkpoints covering a sequence number after `after`, in order.
+    fn audit_checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditCheckpoint>, StoreError>;
 }

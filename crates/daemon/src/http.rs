@@ -17,6 +17,7 @@ use scimflow_config::SecretRef;
 use scimflow_core::source::EventSink;
 use scimflow_delivery::PoolHandle;
 use scimflow_store::ManagedStore;
+use scimflow_telemetry::metrics::{Metrics, PartitionLabels, ReloadLabels, TargetLabel};
 
 use crate::embedded::{ingest, rejection_body, IngestError};
 
@@ -35,6 +36,10 @@ pub struct AppState {
     pub intake_stopped: Arc<std::sync::atomic::AtomicBool>,
     /// Per-partition consumer lag; `None` when the embedded source is in use.
     pub kafka_lag: Option<scimflow_kafka::LagHandle>,
+    /// The registry `/metrics` serves.
+    pub metrics: Arc<Metrics>,
+    /// Signs audit checkpoints, when a key is configured.
+    pub checkpointer: Option<Arc<crate::checkpoint::Checkpointer>>,
 }
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
@@ -130,6 +135,9 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
             if !r.accepted.is_empty() {
                 wake.notify_one();
             }
+            for _ in &r.rejected {
+                st.metrics.event("http", "rejected");
+            }
             if r.rejected.is_empty() {
                 (
                     StatusCode::ACCEPTED,
@@ -210,68 +218,73 @@ async fn get_targets(State(st): State<AppState>) -> Response {
     Json(json!({"targets": out})).into_response()
 }
 
-/// Prometheus text exposition of the counters the daemon keeps today (the full instrumentation,
-/// with its spec in docs/specs/instrumentation.md, arrives with the observability work).
+/// `/metrics`: every metric of docs/specs/instrumentation.md, OpenMetrics text. Gauges of stored
+/// state (queue depth and oldest age, store health, audit chain length, consumer lag) are read at
+/// scrape time.
 async fn metrics(State(st): State<AppState>) -> Response {
-    use std::fmt::Write as _;
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut out = String::new();
-    out.push_str("# HELP scimflow_config_reloads_total Configuration reloads by result.\n# TYPE scimflow_config_reloads_total counter\n");
-    let _ = writeln!(
-        out,
-        "scimflow_config_reloads_total{{result=\"success\"}} {}",
-        st.reload.success.load(Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "scimflow_config_reloads_total{{result=\"failure\"}} {}",
-        st.reload.failure.load(Relaxed)
-    );
-    out.push_str("# HELP scimflow_store_healthy 1 while the store can persist, 0 after a write failure.\n# TYPE scimflow_store_healthy gauge\n");
-    let _ = writeln!(
-        out,
-        "scimflow_store_healthy {}",
-        u8::from(st.store.healthy())
-    );
-    out.push_str("# HELP scimflow_intake_stopped 1 when intake stopped because the store cannot persist.\n# TYPE scimflow_intake_stopped gauge\n");
-    let _ = writeln!(
-        out,
-        "scimflow_intake_stopped {}",
-        u8::from(st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst))
-    );
-    out.push_str("# HELP scimflow_delivery_operations_total Finished operations by target and outcome.\n# TYPE scimflow_delivery_operations_total counter\n");
-    for (name, p) in &st.pools {
-        for (outcome, v) in [
-            ("applied", &p.stats.applied),
-            ("noop", &p.stats.noop),
-            ("failed", &p.stats.failed),
-            ("handed_over", &p.stats.handed_over),
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    let text = st.metrics.encode(|m| {
+        for (result, n) in [
+            ("success", st.reload.success.load(Relaxed)),
+            ("failure", st.reload.failure.load(Relaxed)),
         ] {
-            let _ = writeln!(
-                out,
-                "scimflow_delivery_operations_total{{target=\"{name}\",outcome=\"{outcome}\"}} {}",
-                v.load(Relaxed)
-            );
+            let c = m.reloads.get_or_create(&ReloadLabels { result });
+            c.inc_by(n.saturating_sub(c.get()));
         }
-    }
-    out.push_str("# HELP scimflow_queue_depth_operations Operations waiting in the durable queue per target.\n# TYPE scimflow_queue_depth_operations gauge\n");
-    for name in st.pools.keys() {
-        let _ = writeln!(
-            out,
-            "scimflow_queue_depth_operations{{target=\"{name}\"}} {}",
-            st.store.queue_len(name).unwrap_or(0)
-        );
-    }
-    if let Some(lag) = &st.kafka_lag {
-        out.push_str("# HELP scimflow_kafka_consumer_lag_messages Messages behind the partition's high watermark (last stable offset) per assigned partition, from librdkafka statistics.\n# TYPE scimflow_kafka_consumer_lag_messages gauge\n");
-        for (topic, partition, v) in lag.snapshot() {
-            let _ = writeln!(
-                out,
-                "scimflow_kafka_consumer_lag_messages{{topic=\"{topic}\",partition=\"{partition}\"}} {v}"
-            );
+        m.store_healthy.set(i64::from(st.store.healthy()));
+        m.intake_stopped
+            .set(i64::from(st.intake_stopped.load(SeqCst)));
+        let now = chrono::Utc::now();
+        for (name, p) in &st.pools {
+            let t = TargetLabel {
+                target: name.clone(),
+            };
+            let depth = st.store.queue_len(name).unwrap_or(0);
+            m.queue_depth
+                .get_or_create(&t)
+                .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            let oldest = st
+                .store
+                .queue_scan(name, None, 1)
+                .ok()
+                .and_then(|q| q.first().map(|q| q.op.planned_at))
+                .map_or(0.0, |at| {
+                    (now - at).num_milliseconds().max(0) as f64 / 1000.0
+                });
+            m.queue_oldest_age.get_or_create(&t).set(oldest);
+            m.pool_stopped
+                .get_or_create(&t)
+                .set(i64::from(p.stats.stopped_on_error.load(SeqCst)));
         }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+        if let Some(c) = &st.checkpointer {
+            m.audit_checkpoint_seq
+                .set(i64::try_from(c.signed_seq()).unwrap_or(i64::MAX));
+        }
+        if let Ok(Some(head)) = st.store.audit_last() {
+            m.audit_records
+                .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
+        }
+        if let Some(lag) = &st.kafka_lag {
+            // Only the partitions assigned now: a revoked partition's series disappears.
+            m.consumer_lag.clear();
+            for (topic, partition, v) in lag.snapshot() {
+                m.consumer_lag
+                    .get_or_create(&PartitionLabels {
+                        topic,
+                        partition: partition.to_string(),
+                    })
+                    .set(v);
+            }
+        }
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            scimflow_telemetry::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use scimflow_core::audit::{verify_chain, GENESIS_HASH};
+use scimflow_core::audit::{AuditFilter, LogVerifier, VerifyingKey};
+use scimflow_core::AuditRecord;
 use std::sync::Arc;
 
 use scimflow_store::{Engine, ManagedStore, StoreOptions};
@@ -22,16 +23,82 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print every audit record as JSON lines.
+    /// Print the audit records (all, or those matching the filters) as JSON lines.
     Export {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
-    /// Check the hash chain; report the first bad record.
+    /// Show audit records matching the filters: a table, or JSON lines with --json.
+    Query {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many records (the newest are not preferred: records come in order).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain and the signed checkpoints; report the first bad record.
     Verify {
         #[command(flatten)]
         store: StoreArgs,
+        /// The Ed25519 public key checkpoints are checked against (SPKI PEM, from `audit keygen`).
+        /// Without it, the public half of the config's `audit.signing_key` is used when readable.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
+    /// Print the signed checkpoints (sequence number, hash, time, key id, signature) as JSON lines.
+    Checkpoints {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Create an Ed25519 key pair for signing checkpoints: FILE (private, mode 0600) and
+    /// FILE.pub (public, for `audit verify --public-key`).
+    Keygen {
+        /// Where to write the private key (PKCS#8 PEM); refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Which audit records to show.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only records about this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only records about this target.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only records with this outcome (`applied`, `failed`, `stale`, …).
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only records before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            subject: self.subject.clone(),
+            target: self.target.clone(),
+            outcome: self.outcome.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
 }
 
 /// The data directory: the flag, else the config's `data_dir`, else `./data`.
@@ -103,50 +170,309 @@ fn print_all<T: serde::Serialize>(
 
 pub fn audit(cmd: AuditCommand) -> ExitCode {
     match cmd {
-        AuditCommand::Export { store } => {
+        AuditCommand::Export { store, filter } => {
+            let s = match open(&store) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let f = filter.filter();
+            match print_all(|after| matching_page(s.as_ref(), &f, after)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        AuditCommand::Query {
+            store,
+            filter,
+            limit,
+            json,
+        } => {
+            let s = match open(&store) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            match query(s.as_ref(), &filter.filter(), limit) {
+                Ok(records) if json => {
+                    for r in &records {
+                        println!("{}", serde_json::to_string(r).expect("serializes"));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(records) => {
+                    print!("{}", audit_table(&records));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        AuditCommand::Verify {
+            store,
+            public_key,
+            json,
+        } => verify(&store, public_key.as_deref(), json),
+        AuditCommand::Checkpoints { store } => {
             let s = match open(&store) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
             match print_all(|after| {
-                s.audit_scan(after, 1000)
-                    .map(|v| v.into_iter().map(|r| (r.seq, r)).collect())
+                s.audit_checkpoints(after, 1000)
+                    .map(|v| v.into_iter().map(|c| (c.seq, c)).collect())
                     .map_err(|e| e.to_string())
             }) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
         }
-        AuditCommand::Verify { store } => {
-            let s = match open(&store) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
+        AuditCommand::Keygen { out } => keygen(&out),
+    }
+}
+
+/// One page of records after `after` that match `f` (the page may be empty before the end: the
+/// position moves on regardless).
+fn matching_page(
+    s: &dyn ManagedStore,
+    f: &AuditFilter,
+    mut after: Option<u64>,
+) -> Result<Vec<(u64, AuditRecord)>, String> {
+    loop {
+        let page = s.audit_scan(after, 1000).map_err(|e| e.to_string())?;
+        let Some(last) = page.last().map(|r| r.seq) else {
+            return Ok(Vec::new());
+        };
+        let hits: Vec<_> = page
+            .into_iter()
+            .filter(|r| f.matches(&r.entry))
+            .map(|r| (r.seq, r))
+            .collect();
+        if !hits.is_empty() {
+            return Ok(hits);
+        }
+        after = Some(last);
+    }
+}
+
+fn query(s: &dyn ManagedStore, f: &AuditFilter, limit: usize) -> Result<Vec<AuditRecord>, String> {
+    let mut out = Vec::new();
+    let mut after = None;
+    while out.len() < limit {
+        let page = matching_page(s, f, after)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        out.extend(page.into_iter().map(|(_, r)| r));
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// `s` with control characters escaped, so a stored value cannot rewrite the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
             };
-            let mut after = None;
-            let mut prev = GENESIS_HASH.to_owned();
-            let mut total = 0;
-            loop {
-                let page = match s.audit_scan(after, 1000) {
-                    Ok(p) => p,
-                    Err(e) => return fail(e.to_string()),
-                };
-                let Some(last) = page.last().cloned() else {
-                    break;
-                };
-                match verify_chain(&page, after.map_or(1, |a| a + 1), &prev) {
-                    Ok(n) => total += n,
-                    Err(b) => {
-                        eprintln!("audit chain broken at record #{}: {}", b.seq, b.reason);
-                        return ExitCode::FAILURE;
-                    }
+            escaped
+        })
+        .collect()
+}
+
+/// Records as an aligned text table.
+fn audit_table(records: &[AuditRecord]) -> String {
+    let mut rows = vec![[
+        "SEQ",
+        "TIME",
+        "SUBJECT",
+        "TARGET",
+        "OPERATION",
+        "OUTCOME",
+        "STATUS",
+        "ATTEMPTS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in records {
+        let e = &r.entry;
+        rows.push(vec![
+            r.seq.to_string(),
+            e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            printable(&e.subject),
+            e.target.clone(),
+            e.operation.clone(),
+            e.outcome.clone(),
+            e.status.map_or_else(|| "-".into(), |s| s.to_string()),
+            e.attempts.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("{} records\n", records.len()));
+    out
+}
+
+/// The key checkpoints are checked against: the flag, else the public half of the configured
+/// signing key (if there is one and it can be read).
+fn verifying_key(args: &StoreArgs, flag: Option<&Path>) -> Result<Option<VerifyingKey>, String> {
+    if let Some(p) = flag {
+        return crate::checkpoint::load_verifying_key(p)
+            .map(Some)
+            .map_err(|e| format!("{e:#}"));
+    }
+    let Some(c) = args.config.as_deref() else {
+        return Ok(None);
+    };
+    let cfg = scimflow_config::load(c).map_err(|d| d.to_string())?;
+    match &cfg.audit.signing_key {
+        Some(r) => crate::checkpoint::load_signing_key(r)
+            .map(|k| Some(k.verifying_key()))
+            .map_err(|e| format!("{e:#}")),
+        None => Ok(None),
+    }
+}
+
+fn verify(args: &StoreArgs, public_key: Option<&Path>, json: bool) -> ExitCode {
+    let s = match open(args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let key = match verifying_key(args, public_key) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let result = (|| -> Result<Result<_, scimflow_core::audit::ChainBreak>, String> {
+        let mut checkpoints = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .audit_checkpoints(after, 1024)
+                .map_err(|e| format!("a stored checkpoint cannot be read: {e}"))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.seq);
+            checkpoints.extend(page);
+        }
+        let mut v = match LogVerifier::new(checkpoints, key.as_ref()) {
+            Ok(v) => v,
+            Err(b) => return Ok(Err(b)),
+        };
+        let mut after = None;
+        loop {
+            let page = s.audit_scan_raw(after, 1000).map_err(|e| e.to_string())?;
+            let Some(&(last, _)) = page.last() else { break };
+            for (pos, bytes) in page {
+                let rec = serde_json::from_slice::<AuditRecord>(&bytes)
+                    .map_err(|e| format!("record #{pos} cannot be decoded ({e})"));
+                if let Err(b) = v.push(pos, rec) {
+                    return Ok(Err(b));
                 }
-                after = Some(last.seq);
-                prev = last.hash;
             }
-            println!("audit chain intact: {total} records, head {prev}");
+            after = Some(last);
+        }
+        let assigned = s.audit_assigned().map_err(|e| e.to_string())?;
+        Ok(v.finish(assigned))
+    })();
+    match result {
+        Err(e) => fail(e),
+        Ok(Ok(sum)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "intact": true,
+                        "records": sum.records,
+                        "checkpoints": sum.checkpoints,
+                        "head_seq": sum.head_seq,
+                        "head_hash": sum.head_hash,
+                        "newest_checkpoint": sum.newest_checkpoint,
+                        "unsigned_tail": sum.unsigned_tail(),
+                    })
+                );
+            } else {
+                let signed = match sum.newest_checkpoint {
+                    Some(n) => format!(
+                        "{} signed checkpoints (newest covers #{n}; {} records after it)",
+                        sum.checkpoints,
+                        sum.unsigned_tail()
+                    ),
+                    None => "no signed checkpoints".to_owned(),
+                };
+                println!(
+                    "audit chain intact: {} records, {signed}, head {}",
+                    sum.records, sum.head_hash
+                );
+            }
             ExitCode::SUCCESS
         }
+        Ok(Err(b)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "intact": false,
+                        "seq": b.seq,
+                        "kind": b.kind.as_str(),
+                        "reason": b.reason,
+                    })
+                );
+            } else {
+                eprintln!("audit log TAMPERED: first bad {b}");
+            }
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn keygen(out: &Path) -> ExitCode {
+    let public_path = {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".pub");
+        PathBuf::from(p)
+    };
+    for p in [out, public_path.as_path()] {
+        if p.exists() {
+            return fail(format!("{} exists; not overwriting a key", p.display()));
+        }
+    }
+    let (private, public, id) = match crate::checkpoint::generate() {
+        Ok(k) => k,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let write_private = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)?;
+        f.write_all(private.as_bytes())?;
+        f.sync_all()
+    };
+    if let Err(e) = write_private() {
+        return fail(format!("cannot write {}: {e}", out.display()));
+    }
+    if let Err(e) = std::fs::write(&public_path, public) {
+        return fail(format!("cannot write {}: {e}", public_path.display()));
+    }
+    println!(
+        "wrote {} (private, keep it secret: `audit: {{ signing_key: {{ file: {} }} }}`) and {} (public, for `scimflow audit verify --public-key`); key id {id}",
+        out.display(),
+        out.display(),
+        public_path.display()
+    );
+    ExitCode::SUCCESS
 }
 
 pub fn rejected(args: &StoreArgs) -> ExitCode {

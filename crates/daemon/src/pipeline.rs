@@ -20,10 +20,17 @@ use scimflow_core::{
     AuditEntry, Event, EventOrigin, OpKind, Operation, RejectedEvent, ScheduledOp, SubjectState,
 };
 use scimflow_delivery::PoolHandle;
+use scimflow_telemetry::metrics::Metrics;
 
 /// What one event produces: the batch to commit, the targets to wake once it is durable, and the
-/// subject state it records (kept in the overlay until durable).
-type EventBatch = (Vec<Mutation>, Vec<String>, Option<SubjectState>);
+/// subject state it records (kept in the overlay until durable), and the result for metrics
+/// (`accepted`, `stale` or `duplicate`).
+type EventBatch = (
+    Vec<Mutation>,
+    Vec<String>,
+    Option<SubjectState>,
+    &'static str,
+);
 
 /// The event sink shared by all sources.
 pub struct Pipeline {
@@ -34,6 +41,7 @@ pub struct Pipeline {
     max_event_bytes: usize,
     /// With a partitioned source (Kafka): where queued work came from, and partition ownership.
     ledger: Option<Arc<PartitionLedger>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -50,7 +58,14 @@ impl Pipeline {
             pending: Arc::default(),
             max_event_bytes,
             ledger: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts inputs into `metrics` (the daemon's registry).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Tracks queued operations by source partition (for the Kafka source's commits and
@@ -106,6 +121,7 @@ impl Pipeline {
                 ))],
                 Vec::new(),
                 None,
+                outcome,
             ));
         }
         let mut plan = planner.plan(event, prior.as_ref());
@@ -222,7 +238,7 @@ impl Pipeline {
                 planner.version(),
             )));
         }
-        Ok((batch, woken, Some(state)))
+        Ok((batch, woken, Some(state), "accepted"))
     }
 }
 
@@ -344,7 +360,12 @@ impl EventSink for Pipeline {
         input: Result<Event, Rejection>,
         extra: Vec<Mutation>,
     ) -> BoxFuture<'static, Result<(), StoreError>> {
-        let (mut batch, woken, state) = match input {
+        let source = match &origin {
+            EventOrigin::Kafka { .. } => "kafka",
+            EventOrigin::Embedded { .. } => "embedded",
+            EventOrigin::HttpIngest { .. } => "http",
+        };
+        let (mut batch, woken, state, result) = match input {
             Ok(event) => match self.event_batch(&event, source_position(&origin)) {
                 Ok(x) => x,
                 Err(e) => return Box::pin(async move { Err(e) }),
@@ -355,6 +376,7 @@ impl EventSink for Pipeline {
                     rejection_batch(origin, rej, self.planner().version()),
                     Vec::new(),
                     None,
+                    "rejected",
                 )
             }
         };
@@ -367,6 +389,7 @@ impl EventSink for Pipeline {
         }
         let durable = self.store.commit(batch);
         let pending = self.pending.clone();
+        let metrics = self.metrics.clone();
         let pools: Vec<PoolHandle> = woken
             .iter()
             .filter_map(|t| self.pools.get(t).cloned())
@@ -382,6 +405,7 @@ impl EventSink for Pipeline {
                 }
             }
             r?;
+            metrics.event(source, result);
             for p in pools {
                 p.wake();
             }

@@ -19,6 +19,7 @@ use scimflow_core::store::Store;
 use scimflow_delivery::{Executor, PoolHandle, TargetPool};
 use scimflow_mapping::Mapping;
 use scimflow_store::{Engine, ManagedStore, StoreOptions};
+use scimflow_telemetry::metrics::Metrics;
 
 use crate::http::{router, AppState};
 use crate::pipeline::Pipeline;
@@ -75,6 +76,25 @@ async fn build_and_run(
             .with_context(|| format!("cannot open the {engine} store in {}", data_dir.display()))?;
     let store: Arc<dyn Store> = managed.clone();
 
+    // Signed checkpoints of the audit chain, when a key is configured.
+    let checkpointer = match &config.audit.signing_key {
+        Some(r) => {
+            let key = crate::checkpoint::load_signing_key(r)?;
+            let c = Arc::new(crate::checkpoint::Checkpointer::new(
+                store.clone(),
+                key,
+                &config.audit,
+            )?);
+            tracing::info!(key_id = c.key_id(), "audit checkpoints are signed");
+            Some(c)
+        }
+        None => None,
+    };
+    let checkpoint_shutdown = CancellationToken::new();
+    let checkpoint_task = checkpointer
+        .clone()
+        .map(|c| tokio::spawn(c.run(checkpoint_shutdown.clone())));
+
     // With Kafka, queued work is tracked by source partition (commits, scale-out handover); the
     // ledger starts with what is already queued.
     let ledger = match &config.kafka {
@@ -82,13 +102,15 @@ async fn build_and_run(
         None => None,
     };
 
+    let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     let mut pools = HashMap::new();
     let mut pool_tasks = Vec::new();
     let pool_shutdown = CancellationToken::new();
     for t in &config.targets {
         let exec = Executor::new(t)
-            .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?;
+            .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?
+            .with_metrics(metrics.clone());
         let mut pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
         if let Some(l) = &ledger {
             pool = pool.with_ledger(l.clone());
@@ -103,7 +125,8 @@ async fn build_and_run(
         planner,
         pools.clone(),
         config.ingest.max_event_bytes,
-    );
+    )
+    .with_metrics(metrics.clone());
     if let Some(l) = &ledger {
         pipeline = pipeline.with_ledger(l.clone());
     }
@@ -204,6 +227,8 @@ async fn build_and_run(
         reload: reload_stats.clone(),
         intake_stopped: intake_stopped.clone(),
         kafka_lag,
+        metrics,
+        checkpointer: checkpointer.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -240,6 +265,19 @@ async fn build_and_run(
         let _ = t.await;
     }
     let _ = http.await;
+    // The last records (delivery has drained) are pinned by one more checkpoint.
+    checkpoint_shutdown.cancel();
+    if let Some(t) = checkpoint_task {
+        let _ = t.await;
+    }
+    if let Some(c) = &checkpointer {
+        if let Err(e) = c.tick(true).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "the final audit checkpoint failed"
+            );
+        }
+    }
     managed.close();
     tracing::info!("stopped");
     source_result

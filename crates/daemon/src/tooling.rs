@@ -84,6 +84,18 @@ async fn environment(config: &Config) -> usize {
             failures += 1;
         }
     }
+    if let Some(r) = &config.audit.signing_key {
+        match crate::checkpoint::load_signing_key(r) {
+            Ok(k) => println!(
+                "environment: audit signing key {r} ok (key id {})",
+                scimflow_core::audit::key_id(&k.verifying_key())
+            ),
+            Err(e) => {
+                eprintln!("environment: audit signing key: {e:#}");
+                failures += 1;
+            }
+        }
+    }
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))

@@ -29,6 +29,7 @@ use scimflow_config::TargetConfig;
 use scimflow_core::op::MatchKey;
 use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
 use scimflow_scim::filter::Filter;
+use scimflow_telemetry::metrics::{Metrics, TargetLabel};
 
 use scimflow_core::trace::TraceParent;
 
@@ -60,6 +61,8 @@ pub struct Executor {
     backoff: backon::ExponentialBuilder,
     /// Group `displayName` → id on this target (dropped on 404).
     group_ids: Mutex<HashMap<String, String>>,
+    /// Where requests, retries and limiter waits are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Executor {
@@ -82,7 +85,19 @@ impl Executor {
                 .with_jitter()
                 .without_max_times(),
             group_ids: Mutex::default(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts into `metrics` (the daemon's registry) instead of a private one.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this executor counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Executes `op`, starting from the known binding `bound`; `manager` is the target's id of the
@@ -114,6 +129,7 @@ impl Executor {
                     let backoff = delays.next().unwrap_or(Duration::from_secs(30));
                     let wait = e.retry_after.map_or(backoff, |ra| ra.max(backoff));
                     tracing::debug!(target_name = %op.target, op = %op.id, attempt = attempts, ?wait, error = %e, "retrying");
+                    Metrics::inc_target(&self.metrics.retries, &op.target);
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => break Err(e),
@@ -161,7 +177,18 @@ impl Run<'_> {
         body: Option<&Value>,
     ) -> Result<Reply, CallError> {
         if let Some(l) = &self.exec.limiter {
+            let waited = Instant::now();
             l.until_ready().await;
+            let waited = waited.elapsed();
+            if !waited.is_zero() {
+                self.exec
+                    .metrics
+                    .limiter_wait
+                    .get_or_create(&TargetLabel {
+                        target: self.op.target.clone(),
+                    })
+                    .inc_by(waited.as_secs_f64());
+            }
         }
         let _permit = self
             .exec
@@ -173,6 +200,8 @@ impl Run<'_> {
         // Each request is a child span of the event's producer span.
         let child = self.trace.as_ref().map(|t| t.child().header());
         tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request");
+        let sent = Instant::now();
+        let method_name = method.as_str().to_owned();
         let r = self
             .exec
             .client
@@ -182,6 +211,12 @@ impl Run<'_> {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,
         };
+        self.exec.metrics.request(
+            &self.op.target,
+            &method_name,
+            self.last_status,
+            sent.elapsed(),
+        );
         r
     }
 

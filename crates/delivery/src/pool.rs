@@ -20,7 +20,8 @@ use tracing::Instrument;
 
 use scimflow_core::partition::{Disposition, PartitionLedger};
 use scimflow_core::store::{DeadLetter, Mutation, Store};
-use scimflow_core::{AuditEntry, Outcome, QueuedOp};
+use scimflow_core::{AuditEntry, Operation, Outcome, QueuedOp};
+use scimflow_telemetry::metrics::{status_class, Metrics, OperationLabels, ProvisionLabels};
 
 use crate::exec::{ExecReport, Executor};
 
@@ -156,7 +157,7 @@ impl TargetPool {
                 );
                 tasks.spawn(async move {
                     let r = if disposition == Disposition::HandOver {
-                        hand_over(store, stats, &q).await
+                        hand_over(store, exec.metrics(), stats, &q).await
                     } else {
                         run_one(store, exec, stats, q.clone()).await
                     };
@@ -240,6 +241,7 @@ async fn run_one(
         Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),
         Outcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
     };
+    record_metrics(exec.metrics(), op, &report);
     if let Some(e) = &report.error {
         tracing::warn!(target_name = %op.target, op = %op.id, class = e.class.as_str(), status = ?e.status, error = %e, "operation failed");
     }
@@ -250,10 +252,44 @@ async fn run_one(
         .map_err(|e| e.to_string())
 }
 
+/// Counts a finished operation: by outcome and final status class; for a confirmed change, the
+/// time from the event to the confirmation; for a failure, the dead letter it became.
+fn record_metrics(m: &Metrics, op: &Operation, r: &ExecReport) {
+    let outcome = match &r.outcome {
+        Outcome::Applied => "applied",
+        Outcome::NoOp => "noop",
+        Outcome::Failed(_) => "failed",
+    };
+    m.operations
+        .get_or_create(&OperationLabels {
+            target: op.target.clone(),
+            operation: op.kind.as_str(),
+            outcome,
+            status_class: status_class(r.status),
+        })
+        .inc();
+    match &r.outcome {
+        Outcome::Applied => {
+            let Some(from) = op.event_time else { return };
+            let took = (chrono::Utc::now() - from).to_std().unwrap_or_default();
+            m.time_to_provision
+                .get_or_create(&ProvisionLabels {
+                    target: op.target.clone(),
+                    operation: op.kind.as_str(),
+                })
+                .observe(took.as_secs_f64());
+        }
+        Outcome::Failed(_) if r.error.is_some() => Metrics::inc_target(&m.dead_letters, &op.target),
+        Outcome::Failed(_) => {}
+        Outcome::NoOp => {}
+    }
+}
+
 /// Removes an operation whose source partition moved to another instance that committed past
 /// it (so that instance processed its event), with an audit record saying so.
 async fn hand_over(
     store: Arc<dyn Store>,
+    metrics: &Metrics,
     stats: Arc<PoolStats>,
     q: &QueuedOp,
 ) -> Result<(), String> {
@@ -283,6 +319,15 @@ async fn hand_over(
     ];
     store.commit(batch).await.map_err(|e| e.to_string())?;
     stats.handed_over.fetch_add(1, Ordering::Relaxed);
+    metrics
+        .operations
+        .get_or_create(&OperationLabels {
+            target: op.target.clone(),
+            operation: op.kind.as_str(),
+            outcome: "handed_over",
+            status_class: "none",
+        })
+        .inc();
     Ok(())
 }
 

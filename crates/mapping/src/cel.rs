@@ -454,7 +454,7 @@ impl Program {
     pub fn eval(&self, act: &Activation<'_>) -> Result<Json, EvalError> {
         // A plain `event.data.a.b` (most attribute mappings) copies the JSON found there.
         if let Some(found) = eval::data_path(&self.root, act) {
-            return found.map(Json::clone);
+            return found.cloned();
         }
         let mut locals = Vec::with_capacity(self.locals);
         let ctx = eval::Ctx { act };

@@ -39,6 +39,7 @@ pub async fn run_all<S: Store + Clone>(make: impl Fn(&Path) -> S) {
     schedule_replace_and_cancel(&make).await;
     scheduled_reads(&make).await;
     remove_dead_letter(&make).await;
+    audit_checkpoints_and_head(&make).await;
 }
 
 fn time() -> DateTime<Utc> {
@@ -1105,4 +1106,91 @@ pub async fn remove_dead_letter<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
         "remove dead letter: positions are not reused: {:?}",
         dl.iter().map(|(s, _)| s).collect::<Vec<_>>()
     );
+}
+
+/// Signed checkpoints are kept under their sequence number (a second one for the same number
+/// replaces the first), scan in order and survive a reopen; `audit_last`, `audit_assigned` and
+/// `audit_scan_raw` see what the writer numbered and chained.
+pub async fn audit_checkpoints_and_head<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    use scimflow_core::audit::SigningKey;
+    use scimflow_core::AuditCheckpoint;
+    let dir = tempdir();
+    let store = make(dir.path());
+    assert_eq!(store.audit_last().unwrap(), None, "head: empty log");
+    assert_eq!(store.audit_assigned().unwrap(), 0, "assigned: empty log");
+    assert!(store.audit_checkpoints(None, 10).unwrap().is_empty());
+    let batch = (0..5)
+        .map(|i| Mutation::Audit(entry(&format!("c{i}"))))
+        .collect();
+    commit(&store, batch).await;
+    let records = all_audit(&store);
+    assert_eq!(
+        store.audit_last().unwrap().as_ref(),
+        records.last(),
+        "head: the last record"
+    );
+    assert_eq!(store.audit_assigned().unwrap(), 5, "assigned: counter");
+    let raw = store.audit_scan_raw(Some(1), 10).unwrap();
+    assert_eq!(
+        raw.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5],
+        "raw scan: positions after `after`"
+    );
+    let decoded: AuditRecord = serde_json::from_slice(&raw[0].1).unwrap();
+    assert_eq!(
+        decoded, records[1],
+        "raw scan: the stored JSON of the record"
+    );
+
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let cp = |seq: u64, at: &str| {
+        AuditCheckpoint::sign(
+            seq,
+            &records[seq as usize - 1].hash,
+            at.parse().unwrap(),
+            &key,
+        )
+    };
+    commit(
+        &store,
+        vec![
+            Mutation::AuditCheckpoint(cp(5, "2026-01-01T00:00:05Z")),
+            Mutation::AuditCheckpoint(cp(3, "2026-01-01T00:00:03Z")),
+        ],
+    )
+    .await;
+    let later = cp(5, "2026-01-01T00:01:00Z");
+    commit(&store, vec![Mutation::AuditCheckpoint(later.clone())]).await;
+    let all = store.audit_checkpoints(None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![3, 5],
+        "checkpoints: ordered by seq, one per seq"
+    );
+    assert_eq!(
+        all[1], later,
+        "checkpoints: a later one for the same seq replaces"
+    );
+    assert_eq!(
+        store.audit_checkpoints(Some(3), 10).unwrap(),
+        vec![later.clone()],
+        "checkpoints: paging"
+    );
+    assert_eq!(
+        all_audit(&store).len(),
+        5,
+        "checkpoints are not audit records"
+    );
+    drop(store);
+
+    let store = make(dir.path());
+    assert_eq!(
+        store.audit_checkpoints(None, 10).unwrap(),
+        all,
+        "checkpoints: durable"
+    );
+    assert!(all.iter().all(|c| c.verify(&key.verifying_key()).is_ok()));
+    let r = commit(&store, vec![Mutation::Audit(entry("c5"))]).await;
+    assert_eq!(r.audit_seqs, vec![6]);
+    assert_eq!(store.audit_assigned().unwrap(), 6);
 }

@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 use scimflow_core::audit::GENESIS_HASH;
 use scimflow_core::store::{BoxFuture, CommitReceipt, DeadLetter, Mutation, Store, StoreError};
-use scimflow_core::{AuditRecord, QueuedOp, RejectedEvent, ScheduledOp, SubjectState};
+use scimflow_core::{
+    AuditCheckpoint, AuditRecord, QueuedOp, RejectedEvent, ScheduledOp, SubjectState,
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
@@ -291,7 +293,7 @@ fn recover_counters(reader: &impl Reader, highest_queue_seq: u64) -> Result<Coun
         stored_counter(reader, keys::SEQ_REJECTED)?.max(highest_seq(reader, keys::REJECTED)?);
     let dead_letter =
         stored_counter(reader, keys::SEQ_DEAD_LETTER)?.max(highest_seq(reader, keys::DEAD_LETTER)?);
-    let (audit, audit_hash) = match reader.last(keys::AUDIT, &keys::prefix_end(keys::AUDIT))? {
+    let (last_audit, audit_hash) = match reader.last(keys::AUDIT, &keys::prefix_end(keys::AUDIT))? {
         None => (0, GENESIS_HASH.to_owned()),
         Some((key, value)) => {
             let record: AuditRecord = decode(&key, &value)?;
@@ -301,6 +303,18 @@ fn recover_counters(reader: &impl Reader, highest_queue_seq: u64) -> Result<Coun
             (record.seq, record.hash)
         }
     };
+    // A counter ahead of the last record means records at the end were deleted. Numbering goes on
+    // after the counter, so the gap stays visible to `scimflow audit verify` instead of being
+    // overwritten by new records.
+    let audit = stored_counter(reader, keys::SEQ_AUDIT)?.max(last_audit);
+    if audit > last_audit {
+        tracing::error!(
+            last_record = last_audit,
+            assigned = audit,
+            "the audit log ends before the highest sequence number it assigned: records were removed; \
+             run `scimflow audit verify`"
+        );
+    }
     let log_consumed = match reader.get(keys::LOG_CONSUMED)? {
         None => None,
         Some(v) => Some(
@@ -424,9 +438,46 @@ pub(crate) fn prepare(batch: Vec<Mutation>) -> Result<Vec<Prepared>, StoreError>
                 Mutation::RemoveDeadLetter { seq } => Prepared::Remove {
                     key: keys::seq(keys::DEAD_LETTER, seq),
                 },
+                Mutation::AuditCheckpoint(cp) => Prepared::Put {
+                    key: keys::seq(keys::CHECKPOINT, cp.seq),
+                    value: encode("audit checkpoint", &cp)?,
+                },
             })
         })
         .collect()
+}
+
+#[cfg(feature = "tamper")]
+impl<R: Reader> Core<R> {
+    /// Test support (`tamper`): applies raw key edits through the writer's atomic durable write,
+    /// bypassing `prepare`, numbering and chaining (no counter moves).
+    pub(crate) fn raw_apply(
+        &self,
+        edits: Vec<Prepared>,
+    ) -> BoxFuture<'static, Result<CommitReceipt, StoreError>> {
+        let shared = Arc::clone(&self.shared);
+        let (reply, rx) = oneshot::channel();
+        let sent = match &*self.tx.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(tx) => tx
+                .send(Job {
+                    mutations: edits,
+                    reply,
+                })
+                .is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !sent {
+                return Err(shared.stopped_error());
+            }
+            rx.await.unwrap_or_else(|_| Err(shared.stopped_error()))
+        })
+    }
+
+    /// Test support (`tamper`): the raw value under `key`.
+    pub(crate) fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reader.get(key)
+    }
 }
 
 impl<R: Reader> Store for Core<R> {
@@ -530,6 +581,38 @@ impl<R: Reader> Store for Core<R> {
         self.scan_decoded(keys::REJECTED, after, limit)
     }
 
+    fn audit_last(&self) -> Result<Option<AuditRecord>, StoreError> {
+        self.reader
+            .last(keys::AUDIT, &keys::prefix_end(keys::AUDIT))?
+            .map(|(k, v)| decode(&k, &v))
+            .transpose()
+    }
+
+    fn audit_assigned(&self) -> Result<u64, StoreError> {
+        Ok(stored_counter(&self.reader, keys::SEQ_AUDIT)?
+            .max(highest_seq(&self.reader, keys::AUDIT)?))
+    }
+
+    fn audit_scan_raw(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.scan_seq(keys::AUDIT, after, limit)
+    }
+
+    fn audit_checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditCheckpoint>, StoreError> {
+        Ok(self
+            .scan_decoded::<AuditCheckpoint>(keys::CHECKPOINT, after, limit)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
     fn dead_letter_scan(
         &self,
         after: Option<u64>,
@@ -627,6 +710,28 @@ macro_rules! delegate_store {
                 limit: usize,
             ) -> Result<Vec<scimflow_core::AuditRecord>, scimflow_core::store::StoreError> {
                 self.inner.audit_scan(after, limit)
+            }
+            fn audit_last(
+                &self,
+            ) -> Result<Option<scimflow_core::AuditRecord>, scimflow_core::store::StoreError> {
+                self.inner.audit_last()
+            }
+            fn audit_assigned(&self) -> Result<u64, scimflow_core::store::StoreError> {
+                self.inner.audit_assigned()
+            }
+            fn audit_scan_raw(
+                &self,
+                after: Option<u64>,
+                limit: usize,
+            ) -> Result<Vec<(u64, Vec<u8>)>, scimflow_core::store::StoreError> {
+                self.inner.audit_scan_raw(after, limit)
+            }
+            fn audit_checkpoints(
+                &self,
+                after: Option<u64>,
+                limit: usize,
+            ) -> Result<Vec<scimflow_core::AuditCheckpoint>, scimflow_core::store::StoreError> {
+                self.inner.audit_checkpoints(after, limit)
             }
             fn rejected_scan(
                 &self,

@@ -17,6 +17,8 @@ pub(crate) const SEQ_LOG: &[u8] = b"meta:seq:log";
 pub(crate) const SEQ_REJECTED: &[u8] = b"meta:seq:rejected";
 /// Last assigned dead-letter position.
 pub(crate) const SEQ_DEAD_LETTER: &[u8] = b"meta:seq:dead_letter";
+/// Last assigned audit sequence number.
+pub(crate) const SEQ_AUDIT: &[u8] = b"meta:seq:audit";
 /// Embedded-log consumption cursor.
 pub(crate) const LOG_CONSUMED: &[u8] = b"meta:log_consumed";
 
@@ -28,6 +30,7 @@ pub(crate) const REJECTED: &[u8] = b"rej:";
 pub(crate) const DEAD_LETTER: &[u8] = b"dl:";
 pub(crate) const LOG: &[u8] = b"log:";
 pub(crate) const SCHEDULED: &[u8] = b"sched:";
+pub(crate) const CHECKPOINT: &[u8] = b"ckpt:";
 
 /// Separates a target name from what follows it in a key.
 const SEP: u8 = 0;

@@ -68,6 +68,7 @@
 //! | `meta:seq:log` | literal | BE: last embedded-log sequence number | any batch with `LogAppend` |
 //! | `meta:seq:rejected` | literal | BE: last rejected-input position | any batch with `Reject` |
 //! | `meta:seq:dead_letter` | literal | BE: last dead-letter position | any batch with `DeadLetter` |
+//! | `meta:seq:audit` | literal | BE: last audit sequence number (kept when records are deleted, so truncation shows) | any batch with `Audit` |
 //! | `meta:log_consumed` | literal | BE: highest `upto` ever consumed | `LogConsumed` |
 //! | `subj:` | `subj:{subject}` | [`SubjectState`](scimflow_core::SubjectState) JSON | `PutSubject` |
 //! | `q:` | `q:{target}\0{seq BE}` | [`Operation`](scimflow_core::Operation) JSON | `Enqueue` (insert), `Dequeue` (remove) |
@@ -77,6 +78,7 @@
 //! | `dl:` | `dl:{seq BE}`, from 1 | [`DeadLetter`](scimflow_core::store::DeadLetter) JSON | `DeadLetter` (insert), `RemoveDeadLetter` (remove) |
 //! | `log:` | `log:{seq BE}`, from 1 | raw event bytes | `LogAppend` (insert), `LogConsumed` (remove `<= upto`) |
 //! | `sched:` | `sched:{target}\0{subject}\0{slot}` | [`ScheduledOp`](scimflow_core::ScheduledOp) JSON | `Schedule` (insert/replace), `Unschedule` (remove) |
+//! | `ckpt:` | `ckpt:{seq BE}`: the audit record it covers | [`AuditCheckpoint`](scimflow_core::AuditCheckpoint) JSON (Ed25519-signed by the daemon) | `AuditCheckpoint` (insert/replace) |
 //!
 //! Opening refuses a `meta:layout` other than `1`, a non-empty `v1` tree/table without
 //! `meta:layout`, and a database holding trees (sled) or tables (redb) other than `v1` (a newer
@@ -102,6 +104,8 @@ mod engine;
 mod keys;
 mod redb_engine;
 mod sled_engine;
+#[cfg(feature = "tamper")]
+pub mod tamper;
 mod writer;
 
 pub use redb_engine::{RedbStore, REDB_FILE};

@@ -160,6 +160,22 @@ impl RedbStore {
     }
 }
 
+#[cfg(feature = "tamper")]
+impl crate::tamper::Raw for RedbStore {
+    fn raw_apply(
+        &self,
+        edits: Vec<crate::writer::Prepared>,
+    ) -> scimflow_core::store::BoxFuture<
+        'static,
+        Result<scimflow_core::store::CommitReceipt, StoreError>,
+    > {
+        self.inner.raw_apply(edits)
+    }
+    fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.raw_get(key)
+    }
+}
+
 delegate_store!(RedbStore);
 
 impl RedbReader {

@@ -132,6 +132,22 @@ impl SledStore {
     }
 }
 
+#[cfg(feature = "tamper")]
+impl crate::tamper::Raw for SledStore {
+    fn raw_apply(
+        &self,
+        edits: Vec<crate::writer::Prepared>,
+    ) -> scimflow_core::store::BoxFuture<
+        'static,
+        Result<scimflow_core::store::CommitReceipt, StoreError>,
+    > {
+        self.inner.raw_apply(edits)
+    }
+    fn raw_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.raw_get(key)
+    }
+}
+
 delegate_store!(SledStore);
 
 impl Reader for SledReader {
@@ -261,6 +277,19 @@ impl Drop for DbClaim {
 }
 
 /// Opens (or reuses) the sled database at `path` and claims it for one store.
+/// Test support (`tamper`): drops this process's handle of the closed sled database at `path`, so
+/// that its file lock is released and another process can open it.
+#[cfg(feature = "tamper")]
+pub(crate) fn release(path: &Path) {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        let mut dbs = OPEN_DBS.lock().unwrap_or_else(PoisonError::into_inner);
+        if dbs.get(&canonical).is_some_and(|e| !e.in_use) {
+            // The last handle: sled flushes, stops its flusher thread and closes the file.
+            drop(dbs.remove(&canonical));
+        }
+    }
+}
+
 fn claim_db(path: &Path, opts: &StoreOptions) -> Result<(sled::Db, DbClaim), StoreError> {
     let failed = |what: &str, e: std::io::Error| {
         StoreError::Io(format!("{what} {} failed: {e}", path.display()))

@@ -284,6 +284,7 @@ impl<D: Durable> Writer<D> {
                 (keys::SEQ_LOG, before.log, st.log),
                 (keys::SEQ_REJECTED, before.rejected, st.rejected),
                 (keys::SEQ_DEAD_LETTER, before.dead_letter, st.dead_letter),
+                (keys::SEQ_AUDIT, before.audit, st.audit),
             ] {
                 if old != new {
                     txn.put(key.to_vec(), new.to_be_bytes().to_vec())?;

@@ -3,6 +3,8 @@
 //! Log lines never carry secrets (the types that hold them redact `Debug`/`Display`) nor attribute
 //! values; control characters in logged strings are escaped by the formatters.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
