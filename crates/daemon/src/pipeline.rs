@@ -381,6 +381,14 @@ impl EventSink for Pipeline {
             }
         };
         batch.extend(extra);
+        // Events the mapping could not plan for a target become dead letters there.
+        let planning_dead_letters: Vec<String> = batch
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::DeadLetter(d) => Some(d.op.target.clone()),
+                _ => None,
+            })
+            .collect();
         if let Some(s) = &state {
             self.pending
                 .lock()
@@ -406,6 +414,9 @@ impl EventSink for Pipeline {
             }
             r?;
             metrics.event(source, result);
+            for t in &planning_dead_letters {
+                Metrics::inc_target(&metrics.dead_letters, t);
+            }
             for p in pools {
                 p.wake();
             }

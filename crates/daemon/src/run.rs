@@ -103,6 +103,15 @@ async fn build_and_run(
     };
 
     let metrics = Arc::new(Metrics::new());
+    for t in &config.targets {
+        metrics.init_target(&t.name);
+    }
+    if config.kafka.is_some() {
+        metrics.init_source("kafka");
+    } else {
+        metrics.init_source("embedded");
+        metrics.init_source("http");
+    }
     let shutdown = CancellationToken::new();
     let mut pools = HashMap::new();
     let mut pool_tasks = Vec::new();

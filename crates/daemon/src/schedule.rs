@@ -68,6 +68,8 @@ pub async fn release_due(
         }));
         let mut op = s.op.clone();
         op.planned_at = now;
+        // Time to provision counts from when the change was due, not from the announcement.
+        op.event_time = Some(op.event_time.map_or(s.due, |t| t.max(s.due)));
         batch.push(Mutation::Enqueue(op));
         targets.push(s.op.target.clone());
     }

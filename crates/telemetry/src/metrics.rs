@@ -33,6 +33,14 @@ pub struct EventLabels {
     pub result: &'static str,
 }
 
+/// `{target, status}` of a refused request: `status` is `401` (unauthenticated: token expired,
+/// revoked, wrong) or `403` (forbidden: the credential lacks a permission).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub target: String,
+    pub status: &'static str,
+}
+
 /// `{target, operation, outcome, status_class}` of a finished operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -106,7 +114,7 @@ pub struct Metrics {
     pub retries: Family<TargetLabel, Counter>,
     pub throttled: Family<TargetLabel, Counter>,
     pub limiter_wait: Family<TargetLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
-    pub auth_failures: Family<TargetLabel, Counter>,
+    pub auth_failures: Family<AuthLabels, Counter>,
     pub dead_letters: Family<TargetLabel, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
     pub queue_depth: Family<TargetLabel, Gauge>,
@@ -200,7 +208,7 @@ impl Metrics {
             );
             r.register(
                 "auth_failures",
-                "Requests refused as unauthenticated or forbidden (401/403), by target",
+                "Requests refused as unauthenticated (401) or forbidden (403), by target and status",
                 m.auth_failures.clone(),
             );
             r.register(
@@ -258,6 +266,32 @@ impl Metrics {
         m
     }
 
+    /// Creates the per-target counters at zero, so that a target that never failed still has
+    /// series (`rate()` and alerts see 0 instead of nothing).
+    pub fn init_target(&self, target: &str) {
+        let t = TargetLabel {
+            target: target.to_owned(),
+        };
+        for f in [&self.retries, &self.throttled, &self.dead_letters] {
+            let _ = f.get_or_create(&t);
+        }
+        let _ = self.limiter_wait.get_or_create(&t);
+        let _ = self.pool_stopped.get_or_create(&t);
+        for status in ["401", "403"] {
+            let _ = self.auth_failures.get_or_create(&AuthLabels {
+                target: target.to_owned(),
+                status,
+            });
+        }
+    }
+
+    /// Creates the input counters of `source` at zero, for every result.
+    pub fn init_source(&self, source: &'static str) {
+        for result in ["accepted", "rejected", "stale", "duplicate"] {
+            let _ = self.events.get_or_create(&EventLabels { source, result });
+        }
+    }
+
     /// Records one HTTP request.
     pub fn request(&self, target: &str, method: &str, status: Option<u16>, took: Duration) {
         self.requests
@@ -274,8 +308,13 @@ impl Metrics {
             Some(429) => {
                 self.throttled.get_or_create(&t).inc();
             }
-            Some(401 | 403) => {
-                self.auth_failures.get_or_create(&t).inc();
+            Some(s @ (401 | 403)) => {
+                self.auth_failures
+                    .get_or_create(&AuthLabels {
+                        target: t.target,
+                        status: if s == 401 { "401" } else { "403" },
+                    })
+                    .inc();
             }
             _ => {}
         }
@@ -350,7 +389,7 @@ mod tests {
             "# TYPE scimflow_request_duration_seconds histogram",
             "scimflow_request_duration_seconds_bucket{le=\"0.025\",target=\"slack\",method=\"POST\",status_class=\"2xx\"} 1",
             "scimflow_throttled_responses_total{target=\"slack\"} 1",
-            "scimflow_auth_failures_total{target=\"slack\"} 1",
+            "scimflow_auth_failures_total{target=\"slack\",status=\"401\"} 1",
             "scimflow_events_total{source=\"kafka\",result=\"accepted\"} 1",
             "scimflow_operations_total{target=\"slack\",operation=\"deactivate\",outcome=\"applied\",status_class=\"2xx\"} 1",
             "scimflow_time_to_provision_seconds_bucket{le=\"0.5\",target=\"slack\",operation=\"deactivate\"} 1",
@@ -358,6 +397,24 @@ mod tests {
             "scimflow_queue_depth_operations{target=\"slack\"} 7",
             "scimflow_store_healthy 1",
             "# EOF",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn initialised_series_are_exported_at_zero() {
+        let m = Metrics::new();
+        m.init_target("zoom");
+        m.init_source("kafka");
+        let text = m.encode(|_| {});
+        for want in [
+            "scimflow_retries_total{target=\"zoom\"} 0",
+            "scimflow_throttled_responses_total{target=\"zoom\"} 0",
+            "scimflow_dead_letters_total{target=\"zoom\"} 0",
+            "scimflow_auth_failures_total{target=\"zoom\",status=\"403\"} 0",
+            "scimflow_rate_limiter_wait_seconds_total{target=\"zoom\"} 0",
+            "scimflow_events_total{source=\"kafka\",result=\"stale\"} 0",
         ] {
             assert!(text.contains(want), "missing `{want}` in:\n{text}");
         }

@@ -619,3 +619,121 @@ fn http10_status(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<u1
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow!("bad HTTP answer {head:?}"))
 }
+
+/// A Prometheus server (Debian's package, unpacked by scripts/install-test-deps.sh) on
+/// `127.0.0.1:PORT`, with its TSDB in a temporary directory.
+pub struct Prometheus {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+    child: Option<Child>,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (prometheus.yml text; relative `rule_files` resolve against
+    /// `config_dir`, where the config is written) and waits until `/-/ready` answers 200.
+    pub fn start(config: &str, config_dir: &Path) -> anyhow::Result<Prometheus> {
+        let bin = find_bin(
+            "PROMETHEUS_BIN",
+            "prometheus/usr/bin/prometheus",
+            "prometheus",
+        )?;
+        let dir = tempfile::Builder::new()
+            .prefix("scimflow-prometheus-")
+            .tempdir()?;
+        let config_path = config_dir.join("prometheus.yml");
+        std::fs::write(&config_path, config)?;
+        let log_path = dir.path().join("prometheus.log");
+        let (out, err) = log_file(&log_path)?;
+        let port = free_port();
+        let child = Command::new(&bin)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        let mut p = Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            child: Some(child),
+            log_path,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + READY_DEADLINE;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p.port));
+        wait_tcp(
+            addr,
+            deadline,
+            p.child.as_mut().expect("spawned"),
+            &p.log_path,
+            "prometheus",
+        )?;
+        loop {
+            if let Ok(200) = http10_status(addr, "/-/ready", "") {
+                return Ok(p);
+            }
+            check_alive(
+                p.child.as_mut().expect("spawned"),
+                &p.log_path,
+                "prometheus",
+            )?;
+            if Instant::now() >= deadline {
+                kill_child(&mut p.child);
+                bail!(
+                    "prometheus not ready within {READY_DEADLINE:?}; log: {}",
+                    p.log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where Prometheus logs.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// `GET /api/v1/{path}` → the `data` of a successful answer.
+    pub async fn api(&self, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+        let v: serde_json::Value = reqwest::get(format!("{}/api/v1/{path_and_query}", self.url))
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(v["status"] == "success", "prometheus answered {v}");
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query → its result vector.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let q: String = url_encode(promql);
+        let data = self.api(&format!("query?query={q}")).await?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        kill_child(&mut self.child);
+    }
+}
