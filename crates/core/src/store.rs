@@ -111,6 +111,14 @@ pub trait Store: Send + Sync + 'static {
     /// The latest state of `subject`.
     fn subject(&self, subject: &str) -> Result<Option<SubjectState>, StoreError>;
 
+    /// Up to `limit` subject states with a subject id after `after` (byte order of the ids), in
+    /// that order: pages through every known subject (reconciliation's desired state).
+    fn subject_scan(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SubjectState>, StoreError>;
+
     /// The resource id `subject` is bound to on `target`.
     fn binding(&self, target: &str, subject: &str) -> Result<Option<String>, StoreError>;
 

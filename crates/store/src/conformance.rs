@@ -31,6 +31,7 @@ pub async fn run_all<S: Store + Clone>(make: impl Fn(&Path) -> S) {
     dequeue_is_idempotent(&make).await;
     bindings(&make).await;
     subjects(&make).await;
+    subject_scan_pages(&make).await;
     audit_numbering_and_chain(&make).await;
     log_append_and_consume(&make).await;
     counters_survive_reopen(&make).await;
@@ -511,6 +512,48 @@ pub async fn subjects<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
     );
     assert_eq!(store.subject("E2").unwrap(), Some(state("E2", "c")));
     assert_eq!(store.subject("E").unwrap(), None);
+}
+
+/// `subject_scan` returns every subject once, in id order, paging with `after` (also after an id that
+/// is a prefix of others), and only subjects (not other keys).
+pub async fn subject_scan_pages<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    let dir = tempdir();
+    let store = make(dir.path());
+    assert!(store.subject_scan(None, 10).unwrap().is_empty());
+    let ids = ["E1", "E10", "E2", "E1\u{e9}", "A"];
+    let mut batch: Vec<Mutation> = ids
+        .iter()
+        .map(|id| Mutation::PutSubject(state(id, "a")))
+        .collect();
+    batch.push(Mutation::Bind {
+        target: "crm".into(),
+        subject: "E1".into(),
+        id: "x".into(),
+    });
+    batch.push(Mutation::Enqueue(op("crm", "o1")));
+    commit(&store, batch).await;
+    commit(&store, vec![Mutation::PutSubject(state("E2", "b"))]).await;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.subject_scan(after.as_deref(), 2).unwrap();
+        assert!(page.len() <= 2, "subject_scan: more than `limit` states");
+        let Some(last) = page.last() else { break };
+        after = Some(last.subject.clone());
+        seen.extend(page);
+    }
+    let got: Vec<&str> = seen.iter().map(|s| s.subject.as_str()).collect();
+    assert_eq!(
+        got,
+        vec!["A", "E1", "E10", "E1\u{e9}", "E2"],
+        "subject_scan: every subject once, in byte order of the ids"
+    );
+    assert_eq!(seen[4], state("E2", "b"), "subject_scan: the latest state");
+    assert_eq!(
+        store.subject_scan(Some("E1"), 10).unwrap().len(),
+        3,
+        "subject_scan: `after` excludes that id only"
+    );
 }
 
 /// Audit records are numbered from 1 without gaps, chained from the genesis hash, and page with `after`.

@@ -516,6 +516,27 @@ impl<R: Reader> Store for Core<R> {
         self.reader.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
+    fn subject_scan(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SubjectState>, StoreError> {
+        // The smallest key after `subj:{after}` is `subj:{after}\0`.
+        let start = match after {
+            None => keys::SUBJECT.to_vec(),
+            Some(a) => {
+                let mut k = keys::subject(a);
+                k.push(0);
+                k
+            }
+        };
+        self.reader
+            .scan(&start, &keys::prefix_end(keys::SUBJECT), limit)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
     fn binding(&self, target: &str, subject: &str) -> Result<Option<String>, StoreError> {
         let key = keys::bind(target, subject);
         self.reader
@@ -675,6 +696,13 @@ macro_rules! delegate_store {
                 subject: &str,
             ) -> Result<Option<scimflow_core::SubjectState>, scimflow_core::store::StoreError> {
                 self.inner.subject(subject)
+            }
+            fn subject_scan(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<scimflow_core::SubjectState>, scimflow_core::store::StoreError> {
+                self.inner.subject_scan(after, limit)
             }
             fn binding(
                 &self,

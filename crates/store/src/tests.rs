@@ -61,6 +61,7 @@ macro_rules! all_conformance_tests {
             dequeue_is_idempotent,
             bindings,
             subjects,
+            subject_scan_pages,
             audit_numbering_and_chain,
             log_append_and_consume,
             counters_survive_reopen,
