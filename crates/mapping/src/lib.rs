@@ -929,7 +929,135 @@ fn top_level(p: &AttrPath) -> String {
     }
 }
 
+/// Whether and how a subject's account should exist on a target, by the subject's latest state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Provisioned: the account exists and is active.
+    Active,
+    /// Deprovisioned by its lifecycle (`deactivate`): the account, if any, is inactive.
+    Inactive,
+    /// Deleted by its lifecycle (`delete`): no account.
+    Absent,
+    /// Outside the target's scope; `action` is the target's `out_of_scope` (`None`: leave it alone).
+    OutOfScope { action: Option<OpKind> },
+    /// The last event's type does nothing here (no lifecycle rule, `ignore`, a group action), so the
+    /// state does not say what the account should be.
+    Unknown,
+}
+
+/// What a target should hold for one subject: [`Mapping::desired`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub presence: Presence,
+    /// The resource the mapping builds from the state, with `active` (for [`Presence::Active`] the
+    /// full resource; otherwise built leniently, as for a deactivation: attributes that cannot be
+    /// evaluated are left out).
+    pub resource: Map<String, Value>,
+    /// Top-level attributes of `resource` that are sent only on create.
+    pub create_only: Vec<String>,
+    /// How to find the account, in precedence order.
+    pub matching: Vec<MatchKey>,
+    /// The groups the subject belongs to (empty unless [`Presence::Active`]).
+    pub groups: BTreeSet<String>,
+    pub manager_subject: Option<String>,
+    pub alternatives: BTreeMap<String, Vec<Value>>,
+}
+
 impl Mapping {
+    /// What `target` should hold for the subject whose latest state is `state`, as of `now`: the
+    /// state passed through the mapping the way planning its last event would (same scope, lifecycle
+    /// rule, attributes, matching keys and groups). `Ok(None)` when the mapping has no such target.
+    /// Pure: no I/O.
+    pub fn desired(
+        &self,
+        state: &SubjectState,
+        target: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Desired>, PlanError> {
+        let Some(t) = self.targets.iter().find(|t| t.name == target) else {
+            return Ok(None);
+        };
+        let act = lang::Activation::of_state(state, now);
+        let action = match t.lifecycle.get(&state.last_kind) {
+            Some((Lifecycle::Action(k), _))
+                if !matches!(k, OpKind::GroupAdd | OpKind::GroupRemove) =>
+            {
+                Some(*k)
+            }
+            _ => None,
+        };
+        let in_scope = match &t.scope {
+            None => true,
+            Some(s) => eval_bool(t, s, &act)?,
+        };
+        let presence = match action {
+            None => Presence::Unknown,
+            Some(_) if !in_scope => Presence::OutOfScope {
+                action: t.out_of_scope,
+            },
+            Some(OpKind::Deactivate) => Presence::Inactive,
+            Some(OpKind::Delete) => Presence::Absent,
+            Some(_) => Presence::Active,
+        };
+        let active = presence == Presence::Active;
+        let built = t.build(&act, !active, None)?;
+        let mut resource = built.resource;
+        if active {
+            resource.entry("active").or_insert(Value::Bool(true));
+        } else if presence == Presence::Inactive {
+            resource.insert("active".into(), Value::Bool(false));
+        }
+        let matching = matching_keys(t, &resource);
+        if matching.is_empty() {
+            return Err(err(
+                t,
+                &t.matching.join(", "),
+                "no matching attribute has a value for this subject",
+            ));
+        }
+        let groups = if active {
+            t.groups(&act)?.into_iter().flatten().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let manager_subject = match &t.manager {
+            Some(m) if active => match m.eval(&act) {
+                Ok(Value::String(s)) if !s.is_empty() => Some(s),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Some(Desired {
+            presence,
+            resource,
+            create_only: built.create_only,
+            matching,
+            groups,
+            manager_subject,
+            alternatives: built.alternatives,
+        }))
+    }
+
+    /// The top-level attributes the mapping writes on `target` (extension URNs for extension
+    /// attributes), plus `active`: what a scan of the target needs to read (`attributes=`).
+    pub fn owned_attributes(&self, target: &str) -> Vec<String> {
+        let Some(t) = self.targets.iter().find(|t| t.name == target) else {
+            return Vec::new();
+        };
+        let mut out = t.keys.clone();
+        if !out.iter().any(|k| k == "active") {
+            out.push("active".into());
+        }
+        out
+    }
+
+    /// Whether `target` has group membership rules.
+    pub fn has_group_rules(&self, target: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.name == target && !t.groups.is_empty())
+    }
+
     /// Names of the targets this mapping plans for.
     pub fn target_names(&self) -> impl Iterator<Item = &str> {
         self.targets.iter().map(|t| t.name.as_str())
@@ -1016,22 +1144,7 @@ impl Mapping {
             }
             _ => {}
         }
-        let matching: Vec<MatchKey> = t
-            .matching
-            .iter()
-            .filter_map(|attr| {
-                let value = match resource.get(attr)? {
-                    Value::String(s) if !s.is_empty() => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    _ => return None,
-                };
-                Some(MatchKey {
-                    attribute: attr.clone(),
-                    value,
-                    case_exact: attr != "userName",
-                })
-            })
-            .collect();
+        let matching = matching_keys(t, &resource);
         if matching.is_empty() {
             return Err(err(
                 t,
@@ -1202,6 +1315,25 @@ impl Mapping {
     }
 }
 
+/// The matching keys `resource` has values for, in the target's precedence order.
+fn matching_keys(t: &CompiledTarget, resource: &Map<String, Value>) -> Vec<MatchKey> {
+    t.matching
+        .iter()
+        .filter_map(|attr| {
+            let value = match resource.get(attr)? {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some(MatchKey {
+                attribute: attr.clone(),
+                value,
+                case_exact: attr != "userName",
+            })
+        })
+        .collect()
+}
+
 /// `event@target`, or `event@target#±group` for a group operation.
 fn op_id(event_id: &str, target: &str, group: Option<(char, &str)>) -> String {
     let extra = group.map_or(0, |(_, g)| g.len() + 2);
@@ -1257,6 +1389,8 @@ impl Planner for Mapping {
     }
 }
 
+#[cfg(test)]
+mod desired_tests;
 #[cfg(test)]
 mod reuse_tests;
 
