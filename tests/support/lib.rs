@@ -42,6 +42,8 @@ pub struct Daemon {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// The admin API's `http://127.0.0.1:PORT`, when the config has an `admin:` section.
+    pub admin_url: Option<String>,
     pub data_dir: PathBuf,
     stderr_log: PathBuf,
 }
@@ -74,16 +76,21 @@ impl Daemon {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The admin line (if any) comes first.
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("scimflow listening on ") {
-                    let _ = tx.send(url.to_owned());
+                if let Some(url) = line.strip_prefix("scimflow admin listening on ") {
+                    admin = Some(url.to_owned());
+                } else if let Some(url) = line.strip_prefix("scimflow listening on ") {
+                    let _ = tx.send((url.to_owned(), admin.clone()));
                 }
             }
         });
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => Ok(Daemon {
+            Ok((url, admin_url)) => Ok(Daemon {
                 child,
                 url,
+                admin_url,
                 data_dir: data_dir.to_owned(),
                 stderr_log,
             }),

@@ -38,6 +38,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub audit: Option<RawAudit>,
     #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
     pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
@@ -55,6 +57,29 @@ pub struct RawAudit {
     pub checkpoint_records: Option<Spanned<u64>>,
     #[serde(default)]
     pub checkpoint_seconds: Option<Spanned<u64>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `admin:` — the operators' API on its own listener.
+#[derive(Debug, Deserialize)]
+pub struct RawAdmin {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RawAdminToken>>,
+    #[serde(default)]
+    pub max_body_bytes: Option<Spanned<usize>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// One admin API credential.
+#[derive(Debug, Deserialize)]
+pub struct RawAdminToken {
+    pub name: Spanned<String>,
+    pub role: Spanned<String>,
+    pub token: Spanned<serde_json::Value>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -147,6 +172,19 @@ pub struct RawTarget {
     pub manager: Option<Spanned<String>>,
     #[serde(default)]
     pub groups: Vec<RawGroupRule>,
+    /// How reconciliation scans this target.
+    #[serde(default)]
+    pub reconcile: Option<RawReconcile>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawReconcile {
+    #[serde(default)]
+    pub page_size: Option<usize>,
+    #[serde(default)]
+    pub report_unmanaged: bool,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -325,6 +363,8 @@ pub struct Config {
     /// The Kafka source; `None` means the embedded source.
     pub kafka: Option<KafkaConfig>,
     pub audit: AuditConfig,
+    /// The admin API; `None` = not served.
+    pub admin: Option<AdminConfig>,
     /// Static lookup tables for expressions.
     pub tables: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     pub targets: Vec<TargetConfig>,
@@ -337,6 +377,48 @@ impl Config {
             .iter()
             .flat_map(|t| t.lifecycle.keys().cloned())
             .collect()
+    }
+}
+
+/// The admin API (`admin:`): its own listen address, bearer tokens with roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: std::net::SocketAddr,
+    pub tokens: Vec<AdminToken>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl AdminConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8081";
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+}
+
+/// A credential of the admin API. The token value is a secret reference, re-read on every request
+/// (a rotated file takes effect at once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    /// Recorded in the audit log for every mutating call made with it (never the value).
+    pub name: String,
+    pub role: AdminRole,
+    pub token: SecretRef,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AdminRole {
+    /// Reads: targets, dead letters, audit, health.
+    Read,
+    /// Reads and changes: pause/resume, redrive/discard, provision now.
+    Operator,
+}
+
+impl AdminRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Read => "read",
+            AdminRole::Operator => "operator",
+        }
     }
 }
 
@@ -449,6 +531,26 @@ pub struct TargetConfig {
     pub user: Vec<AttributeMapping>,
     pub manager: Option<ExprSource>,
     pub groups: Vec<GroupRule>,
+    /// How reconciliation scans this target (`reconcile:`).
+    pub reconcile: ReconcileConfig,
+}
+
+/// A target's `reconcile:` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// Resources per page of the `GET /Users` and `GET /Groups` scans (`count`), 1..=1000.
+    pub page_size: usize,
+    /// Whether accounts this system does not manage are listed in the report (never repaired).
+    pub report_unmanaged: bool,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            page_size: 100,
+            report_unmanaged: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

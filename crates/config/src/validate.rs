@@ -157,8 +157,8 @@ pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "version", "include", "listen", "data_dir", "store", "ingest", "kafka", "audit", "tables",
-    "targets",
+    "version", "include", "listen", "data_dir", "store", "ingest", "kafka", "audit", "admin",
+    "tables", "targets",
 ];
 const FRAGMENT_KEYS: &[&str] = &["tables", "targets"];
 const TARGET_KEYS: &[&str] = &[
@@ -176,6 +176,7 @@ const TARGET_KEYS: &[&str] = &[
     "user",
     "manager",
     "groups",
+    "reconcile",
 ];
 
 /// Validates `raw` (from `main`) plus the included fragments; `version` is the content hash to record.
@@ -341,6 +342,7 @@ pub fn validate_all(
         Some(a) => audit(src, a, &mut d),
         None => AuditConfig::default(),
     };
+    let admin = raw.admin.map(|a| admin(src, a, &mut d));
     let mut tables = raw.tables;
     let mut targets = Vec::new();
     let mut seen = BTreeMap::new();
@@ -397,6 +399,7 @@ pub fn validate_all(
         ingest,
         kafka,
         audit,
+        admin,
         tables,
         targets,
     };
@@ -682,6 +685,30 @@ fn target(
             None
         }
     });
+    let reconcile = match t.reconcile {
+        None => ReconcileConfig::default(),
+        Some(r) => {
+            let (line, _) = src.key(first_line.saturating_sub(1), "reconcile");
+            src.unknown(
+                line,
+                r.unknown.keys(),
+                "`reconcile`",
+                &["page_size", "report_unmanaged"],
+                d,
+            );
+            let page_size = r.page_size.unwrap_or(100);
+            if page_size == 0 || page_size > 1000 {
+                d.push(src.diag(
+                    src.key(line, "page_size"),
+                    format!("target `{name}`: reconcile.page_size must be between 1 and 1000"),
+                ));
+            }
+            ReconcileConfig {
+                page_size: page_size.clamp(1, 1000),
+                report_unmanaged: r.report_unmanaged,
+            }
+        }
+    };
     // Best effort: a target with problems is still returned, so its expressions get checked too.
     let _ = before;
     Some(TargetConfig {
@@ -699,7 +726,92 @@ fn target(
         user,
         manager: t.manager.as_ref().map(|m| src.expr(m)),
         groups,
+        reconcile,
     })
+}
+
+/// The `admin:` section.
+fn admin(src: &Source, a: RawAdmin, d: &mut Vec<Diagnostic>) -> AdminConfig {
+    let (line, _) = src.key(1, "admin");
+    src.unknown(
+        line,
+        a.unknown.keys(),
+        "`admin`",
+        &["listen", "tokens", "max_body_bytes"],
+        d,
+    );
+    let listen = match &a.listen {
+        Some(l) => l.value.parse().unwrap_or_else(|_| {
+            d.push(
+                src.at(
+                    l.referenced,
+                    format!("`{}` is not a socket address", l.value),
+                )
+                .with_hint("write host:port, e.g. 127.0.0.1:8081"),
+            );
+            AdminConfig::DEFAULT_LISTEN.parse().expect("valid default")
+        }),
+        None => AdminConfig::DEFAULT_LISTEN.parse().expect("valid default"),
+    };
+    if a.tokens.is_empty() {
+        d.push(
+            src.diag(
+                (line, 1),
+                "`admin` has no `tokens`: nobody could use the admin API",
+            )
+            .with_hint("add `tokens: [{ name: sre, role: operator, token: { file: /path } }]`"),
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut tokens = Vec::new();
+    for t in a.tokens {
+        let at = t.referenced;
+        let t = t.value;
+        src.unknown(
+            at.line(),
+            t.unknown.keys(),
+            "an `admin.tokens` entry",
+            &["name", "role", "token"],
+            d,
+        );
+        if !names.insert(t.name.value.clone()) {
+            d.push(src.at(
+                t.name.referenced,
+                format!("admin token name `{}` is used twice", t.name.value),
+            ));
+        }
+        let role = match t.role.value.as_str() {
+            "read" => AdminRole::Read,
+            "operator" => AdminRole::Operator,
+            other => {
+                d.push(
+                    src.at(t.role.referenced, format!("unknown admin role `{other}`"))
+                        .with_hint("choose read or operator"),
+                );
+                AdminRole::Read
+            }
+        };
+        if let Some(secret) = secret(src, "admin.tokens[].token", &t.token, d) {
+            tokens.push(AdminToken {
+                name: t.name.value,
+                role,
+                token: secret,
+            });
+        }
+    }
+    let max_body_bytes = match a.max_body_bytes {
+        Some(n) if n.value == 0 => {
+            d.push(src.at(n.referenced, "admin.max_body_bytes must be positive"));
+            AdminConfig::DEFAULT_MAX_BODY_BYTES
+        }
+        Some(n) => n.value,
+        None => AdminConfig::DEFAULT_MAX_BODY_BYTES,
+    };
+    AdminConfig {
+        listen,
+        tokens,
+        max_body_bytes,
+    }
 }
 
 /// The `audit:` section.
@@ -1063,5 +1175,78 @@ targets:
         ] {
             assert!(text.contains(want), "missing {want:?} in {text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use crate::{load_str, AdminRole, SecretRef};
+
+    const BASE: &str = r#"version: 1
+admin:
+  listen: 127.0.0.1:9091
+  max_body_bytes: 2048
+  tokens:
+    - { name: ops, role: operator, token: { file: /run/secrets/ops } }
+    - { name: viewer, role: read, token: { env: VIEW_TOKEN } }
+targets:
+  demo:
+    base_url: https://scim.example.com/v2
+    lifecycle:
+      hr.worker.hired: upsert
+    user:
+      externalId: event.data.employeeId
+      userName: event.data.email
+"#;
+
+    fn env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_listen_tokens_roles_and_limits() {
+        let c = load_str(BASE, "c.yaml", &env).unwrap();
+        let a = c.admin.expect("admin section");
+        assert_eq!(a.listen.to_string(), "127.0.0.1:9091");
+        assert_eq!(a.max_body_bytes, 2048);
+        assert_eq!(a.tokens.len(), 2);
+        assert_eq!(
+            (a.tokens[0].name.as_str(), a.tokens[0].role),
+            ("ops", AdminRole::Operator)
+        );
+        assert_eq!(
+            a.tokens[0].token,
+            SecretRef::File("/run/secrets/ops".into())
+        );
+        assert_eq!(a.tokens[1].role, AdminRole::Read);
+        assert!(AdminRole::Operator > AdminRole::Read);
+        let without = load_str(&BASE.replace("admin:", "unused_admin:"), "c.yaml", &env);
+        assert!(without.is_err(), "an unknown top-level key is an error");
+    }
+
+    #[test]
+    fn literal_tokens_bad_roles_duplicates_and_bad_addresses_are_errors() {
+        let bad = BASE
+            .replace("127.0.0.1:9091", "localhost")
+            .replace("role: read", "role: admin")
+            .replace("name: viewer", "name: ops")
+            .replace("token: { env: VIEW_TOKEN }", "token: \"s3cr3t-literal\"");
+        let text = load_str(&bad, "c.yaml", &env).unwrap_err().to_string();
+        assert!(!text.contains("s3cr3t-literal"), "{text}");
+        for want in [
+            "`localhost` is not a socket address",
+            "unknown admin role `admin`",
+            "admin token name `ops` is used twice",
+            "holds a literal secret",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
+        let none = BASE
+            .lines()
+            .filter(|l| !l.contains("{ name:") && !l.trim_start().starts_with("tokens:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = load_str(&none, "c.yaml", &env).unwrap_err().to_string();
+        assert!(text.contains("`admin` has no `tokens`"), "{text}");
     }
 }

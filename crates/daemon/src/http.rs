@@ -165,9 +165,20 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
     }
 }
 
-async fn readyz(State(st): State<AppState>) -> Response {
-    let stopped: Vec<&str> = st
-        .pools
+/// Readiness: the store can write, intake has not stopped, and no target's pool stopped on an
+/// error. The error says why not.
+pub fn readiness(
+    store: &dyn ManagedStore,
+    pools: &BTreeMap<String, PoolHandle>,
+    intake_stopped: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    if intake_stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        let why = store
+            .last_error()
+            .unwrap_or_else(|| "the store failed".into());
+        return Err(format!("intake stopped: {why}"));
+    }
+    let stopped: Vec<&str> = pools
         .iter()
         .filter(|(_, p)| {
             p.stats
@@ -176,29 +187,23 @@ async fn readyz(State(st): State<AppState>) -> Response {
         })
         .map(|(n, _)| n.as_str())
         .collect();
-    if st.intake_stopped.load(std::sync::atomic::Ordering::SeqCst) {
-        let why = st
-            .store
-            .last_error()
-            .unwrap_or_else(|| "the store failed".into());
-        let msg = format!("not ready: intake stopped: {why}");
-        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
-    }
     if !stopped.is_empty() {
-        let msg = format!(
-            "not ready: delivery stopped for target(s) {}",
+        return Err(format!(
+            "delivery stopped for target(s) {}",
             stopped.join(", ")
-        );
-        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+        ));
     }
-    if st.store.healthy() {
-        (StatusCode::OK, "ready").into_response()
+    if store.healthy() {
+        Ok(())
     } else {
-        let why = st
-            .store
-            .last_error()
-            .unwrap_or_else(|| "store stopped".into());
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response()
+        Err(store.last_error().unwrap_or_else(|| "store stopped".into()))
+    }
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match readiness(st.store.as_ref(), &st.pools, &st.intake_stopped) {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 

@@ -10,6 +10,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin;
+mod admin_cli;
 mod checkpoint;
 mod embedded;
 mod http;
@@ -113,10 +115,36 @@ enum Command {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Inspect dead letters (operations that failed for good).
+    /// Dead letters (operations that failed for good). Without a subcommand: every dead letter
+    /// as JSON lines, read from a stopped daemon's store; `list`, `redrive` and `discard` talk to
+    /// the running daemon's admin API.
     Dlq {
+        #[command(subcommand)]
+        command: Option<admin_cli::DlqCommand>,
         #[command(flatten)]
         store: offline::StoreArgs,
+        #[command(flatten)]
+        admin: admin_cli::AdminArgs,
+    },
+    /// The running daemon's targets (admin API): queue depth, oldest item, paused, counts; or
+    /// pause / resume one.
+    Targets {
+        #[command(subcommand)]
+        command: Option<admin_cli::TargetsCommand>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: admin_cli::AdminArgs,
+    },
+    /// Plan SUBJECT afresh from its latest recorded attributes and queue the result (admin API).
+    Provision {
+        subject: String,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        #[command(flatten)]
+        admin: admin_cli::AdminArgs,
     },
 }
 
@@ -158,7 +186,26 @@ fn main() -> ExitCode {
         Command::Test { config, connectors } => tooling::test(&config, connectors.as_deref()),
         Command::Audit { command } => offline::audit(command),
         Command::Rejected { store } => offline::rejected(&store),
-        Command::Dlq { store } => offline::dead_letters(&store),
+        Command::Dlq {
+            command: None,
+            store,
+            ..
+        } => offline::dead_letters(&store),
+        Command::Dlq {
+            command: Some(c),
+            admin,
+            ..
+        } => admin_cli::dlq(&admin, c),
+        Command::Targets {
+            command,
+            json,
+            admin,
+        } => admin_cli::targets(&admin, command, json),
+        Command::Provision {
+            subject,
+            target,
+            admin,
+        } => admin_cli::provision(&admin, &subject, target.as_deref()),
         Command::Scheduled { store, target } => offline::scheduled(&store, target.as_deref()),
     }
 }

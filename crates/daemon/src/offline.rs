@@ -266,7 +266,7 @@ fn query(s: &dyn ManagedStore, f: &AuditFilter, limit: usize) -> Result<Vec<Audi
 }
 
 /// `s` with control characters escaped, so a stored value cannot rewrite the terminal.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let escaped: Vec<char> = if c.is_control() {

@@ -32,6 +32,27 @@ type EventBatch = (
     &'static str,
 );
 
+/// What [`Pipeline::replan_subject`] planned.
+#[derive(Debug, Default)]
+pub struct Replan {
+    pub mutations: Vec<Mutation>,
+    /// Operations enqueued or scheduled.
+    pub operations: usize,
+    /// Targets whose pools to wake after the commit.
+    pub targets: Vec<String>,
+}
+
+/// Why a subject could not be planned again.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplanError {
+    #[error("no recorded state for subject `{0}`")]
+    Unknown(String),
+    #[error("the mapping fails for it: {0}")]
+    Plan(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The event sink shared by all sources.
 pub struct Pipeline {
     store: Arc<dyn Store>,
@@ -85,6 +106,70 @@ impl Pipeline {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The version of the mapping in use.
+    pub fn mapping_version(&self) -> String {
+        self.planner().version().to_owned()
+    }
+
+    /// Plans `subject` afresh from its latest recorded attributes, for `only` one target or all:
+    /// what "provision now" and a dead-letter redrive enqueue. The plan ignores the prior state
+    /// (no minimal PATCH: the target's account may differ from what was last sent; lookup by the
+    /// matching attributes before any create keeps it idempotent), and its event id is
+    /// `{last event id}~{tag}`, so its operations have ids (and terminal audit records) of their
+    /// own. The caller commits [`Replan::mutations`] and wakes [`Replan::targets`].
+    pub fn replan_subject(
+        &self,
+        subject: &str,
+        only: Option<&str>,
+        tag: &str,
+    ) -> Result<Replan, ReplanError> {
+        let state = self
+            .prior(subject)?
+            .ok_or_else(|| ReplanError::Unknown(subject.to_owned()))?;
+        let event = Event {
+            id: format!("{}~{tag}", state.last_event_id),
+            source: "scimflow:admin".into(),
+            kind: state.last_kind.clone(),
+            subject: state.subject.clone(),
+            time: state.last_time,
+            data: state.data.clone(),
+            traceparent: None,
+        };
+        let planner = self.planner();
+        let plan = planner.plan(&event, None);
+        let wanted = |t: &str| only.is_none_or(|o| o == t);
+        if let Some(e) = plan.errors.iter().find(|e| wanted(&e.target)) {
+            return Err(ReplanError::Plan(e.to_string()));
+        }
+        let mut out = Replan::default();
+        for op in plan.ops.into_iter().filter(|o| wanted(&o.target)) {
+            if !out.targets.contains(&op.target) {
+                out.targets.push(op.target.clone());
+            }
+            out.operations += 1;
+            out.mutations.push(Mutation::Enqueue(op));
+        }
+        for s in plan.scheduled.into_iter().filter(|s| wanted(&s.op.target)) {
+            out.operations += 1;
+            out.mutations.push(Mutation::Audit(op_audit(
+                &s.op,
+                "scheduled",
+                Some(format!("due {}", s.due)),
+            )));
+            out.mutations.push(Mutation::Schedule(s));
+        }
+        Ok(out)
+    }
+
+    /// Wakes the pools of `targets` (after their operations were committed).
+    pub fn wake(&self, targets: &[String]) {
+        for t in targets {
+            if let Some(p) = self.pools.get(t) {
+                p.wake();
+            }
+        }
     }
 
     fn prior(&self, subject: &str) -> Result<Option<SubjectState>, StoreError> {

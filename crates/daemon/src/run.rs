@@ -239,6 +239,32 @@ async fn build_and_run(
         metrics,
         checkpointer: checkpointer.clone(),
     };
+    // Spawned: the admin API, on its own listener, when configured.
+    let admin = match &config.admin {
+        Some(a) => {
+            let admin_state = crate::admin::AdminState {
+                store: managed.clone(),
+                pipeline: pipeline.clone(),
+                pools: state.pools.clone(),
+                tokens: Arc::new(a.tokens.clone()),
+                intake_stopped: intake_stopped.clone(),
+            };
+            let admin_listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin.listen)", a.listen))?;
+            let admin_local = admin_listener.local_addr()?;
+            let admin_shutdown = shutdown.clone();
+            let app = crate::admin::router(admin_state, a);
+            println!("scimflow admin listening on http://{admin_local}");
+            tracing::info!(listen = %format!("http://{admin_local}"), tokens = a.tokens.len(), "admin API started");
+            Some(tokio::spawn(async move {
+                axum::serve(admin_listener, app)
+                    .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, router(state))
@@ -274,6 +300,9 @@ async fn build_and_run(
         let _ = t.await;
     }
     let _ = http.await;
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
     // The last records (delivery has drained) are pinned by one more checkpoint.
     checkpoint_shutdown.cancel();
     if let Some(t) = checkpoint_task {

@@ -36,6 +36,8 @@ pub struct PoolStats {
     pub handed_over: AtomicU64,
     /// Set when the pool stopped because of an error (not at shutdown); readiness fails then.
     pub stopped_on_error: AtomicBool,
+    /// Set by an operator: no new operation starts (in-flight ones finish); work keeps queueing.
+    pub paused: AtomicBool,
 }
 
 /// The handle the rest of the daemon holds for a pool.
@@ -50,6 +52,18 @@ impl PoolHandle {
     /// Tells the pool new operations were queued.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Stops starting operations (those in flight finish); returns whether it was running.
+    pub fn pause(&self) -> bool {
+        !self.stats.paused.swap(true, Ordering::SeqCst)
+    }
+
+    /// Starts operations again; returns whether it was paused.
+    pub fn resume(&self) -> bool {
+        let was = self.stats.paused.swap(false, Ordering::SeqCst);
+        self.wake();
+        was
     }
 }
 
@@ -131,9 +145,9 @@ impl TargetPool {
                     }
                 }
             }
-            // Start the head of every idle lane, up to the lane limit.
+            // Start the head of every idle lane, up to the lane limit (none while paused).
             order.extend(held.drain(..));
-            while busy.len() < self.max_lanes {
+            while busy.len() < self.max_lanes && !self.stats.paused.load(Ordering::SeqCst) {
                 let Some(subject) = order.pop_front() else {
                     break;
                 };

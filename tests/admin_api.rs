@@ -1,0 +1,347 @@
+//! The admin API and the CLI that mirrors it, on the real binary provisioning into the real
+//! scim2-server: tokens and roles, pause/resume (work queues while paused, is delivered after),
+//! dead letters listed / redriven (exactly once) / discarded after a token rotation, provision one
+//! subject now (an account deleted out of band comes back), every mutating call audited with the
+//! token's name and never its value, and the body size limit.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use scimflow_e2e::*;
+
+const INGEST: &str = "ingest-token";
+const OPERATOR: &str = "operator-secret-value";
+const READER: &str = "reader-secret-value";
+
+/// `scimflow ARGS` against the admin API at `url` with the token in `token_file`.
+fn cli(url: &str, token_file: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(scimflow_bin())
+        .args(args)
+        .env("SCIMFLOW_ADMIN_URL", url)
+        .env("SCIMFLOW_ADMIN_TOKEN_FILE", token_file)
+        .env_remove("SCIMFLOW_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn call(method: &str, url: String, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut req = match method {
+        "GET" => c.get(url),
+        _ => c.post(url),
+    };
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_events(daemon: &Daemon, events: &[Value]) {
+    let (status, body) = call(
+        "POST",
+        format!("{}/api/v1/events", daemon.url),
+        Some(INGEST),
+        Some(Value::Array(events.to_vec())),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what} within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_pause_redrive_discard_and_provision_through_the_admin_api() {
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, v: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, v).unwrap();
+        p
+    };
+    let scim_token = write("scim.token", "scim-token");
+    let operator_file = write("operator.token", OPERATOR);
+    let reader_file = write("reader.token", READER);
+    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    let config = quickstart.replace(
+        "auth: { type: bearer, token: { env: SCIM_TOKEN } }",
+        &format!(
+            "auth: {{ type: bearer, token: {{ file: {} }} }}",
+            scim_token.display()
+        ),
+    );
+    assert_ne!(config, quickstart, "the quickstart's auth line changed");
+    let config = format!(
+        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  max_body_bytes: 1024\n  tokens:\n    \
+         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n    \
+         - {{ name: viewer, role: read, token: {{ file: {} }} }}\n",
+        operator_file.display(),
+        reader_file.display()
+    );
+    let config_path = write("config.yaml", &config);
+    let daemon = Daemon::start(
+        &config_path,
+        &dir.path().join("data"),
+        &example_env(&scim, INGEST),
+    )
+    .unwrap();
+    let admin = daemon.admin_url.clone().expect("the admin listener's URL");
+
+    // Tokens and roles.
+    let targets_url = format!("{admin}/api/v1/targets");
+    assert_eq!(call("GET", targets_url.clone(), None, None).await.0, 401);
+    assert_eq!(
+        call("GET", targets_url.clone(), Some("wrong"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call("GET", targets_url.clone(), Some(READER), None).await.0,
+        200
+    );
+    let (s, body) = call(
+        "POST",
+        format!("{admin}/api/v1/targets/demo/pause"),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("role read"),
+        "{body}"
+    );
+    assert_eq!(
+        call("GET", format!("{admin}/readyz"), None, None).await.0,
+        200
+    );
+
+    // Pause: hires queue up, nothing reaches the target; the table says so; resume delivers.
+    let (ok, out, err) = cli(&admin, &operator_file, &["targets", "pause", "demo"]);
+    assert!(ok && out.contains("demo paused"), "{out}{err}");
+    let scenario = Scenario::hr(12, 24, 41);
+    let hires: Vec<Value> = scenario
+        .events
+        .iter()
+        .filter(|e| e["type"] == "hr.worker.hired")
+        .cloned()
+        .collect();
+    assert_eq!(hires.len(), 12);
+    post_events(&daemon, &hires[..8]).await;
+    until("8 operations queued", || async {
+        daemon.targets().await.unwrap()["demo"]["queue_depth"] == 8
+    })
+    .await;
+    assert!(
+        scim.list_users().await.unwrap().is_empty(),
+        "paused, yet delivered"
+    );
+    let (ok, out, _) = cli(&admin, &reader_file, &["targets"]);
+    assert!(ok && out.starts_with("TARGET"), "{out}");
+    let row = out.lines().find(|l| l.starts_with("demo")).unwrap();
+    assert!(row.split_whitespace().nth(3) == Some("true"), "{out}");
+    let (ok, out, _) = cli(&admin, &reader_file, &["targets", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        ok && v["targets"][0]["paused"] == true && v["targets"][0]["queue_depth"] == 8,
+        "{v}"
+    );
+    let (ok, out, err) = cli(&admin, &operator_file, &["targets", "resume", "demo"]);
+    assert!(ok && out.contains("demo resumed"), "{out}{err}");
+    until("8 accounts", || async {
+        scim.list_users().await.unwrap().len() == 8
+    })
+    .await;
+
+    // A rotated-away SCIM token: the next hires fail with 401 and become dead letters.
+    std::fs::write(&scim_token, "revoked-token").unwrap();
+    post_events(&daemon, &hires[8..]).await;
+    until("4 dead letters", || async {
+        let (_, v) = call(
+            "GET",
+            format!("{admin}/api/v1/dead-letters?target=demo"),
+            Some(READER),
+            None,
+        )
+        .await;
+        v["dead_letters"].as_array().is_some_and(|d| d.len() == 4)
+    })
+    .await;
+    let (ok, out, _) = cli(
+        &admin,
+        &reader_file,
+        &["dlq", "list", "--class", "auth", "--json"],
+    );
+    let listed = json_lines(&out);
+    assert!(ok && listed.len() == 4, "{out}");
+    assert!(
+        listed
+            .iter()
+            .all(|d| d["status"] == 401 && d["class"] == "auth"),
+        "{out}"
+    );
+    let (ok, out, _) = cli(&admin, &reader_file, &["dlq", "list"]);
+    assert!(
+        ok && out.starts_with("SEQ") && out.contains("4 dead letters"),
+        "{out}"
+    );
+    // Readers cannot redrive; an empty selector is refused; an oversized body is refused.
+    let (ok, _, err) = cli(&admin, &reader_file, &["dlq", "redrive", "--all"]);
+    assert!(!ok && err.contains("403"), "{err}");
+    let (s, _) = call(
+        "POST",
+        format!("{admin}/api/v1/dead-letters/redrive"),
+        Some(OPERATOR),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let big = json!({"subject": "x".repeat(2000)});
+    let (s, _) = call(
+        "POST",
+        format!("{admin}/api/v1/dead-letters/redrive"),
+        Some(OPERATOR),
+        Some(big),
+    )
+    .await;
+    assert_eq!(s, 413);
+
+    // The token is fixed; one dead letter is discarded, the other three redriven (once).
+    std::fs::write(&scim_token, "scim-token").unwrap();
+    let discard_seq = listed[0]["seq"].as_u64().unwrap();
+    let discarded_subject = listed[0]["subject"].as_str().unwrap().to_owned();
+    let (ok, out, err) = cli(
+        &admin,
+        &operator_file,
+        &["dlq", "discard", "--seq", &discard_seq.to_string()],
+    );
+    assert!(ok && out.contains("discarded: 1"), "{out}{err}");
+    let (ok, out, err) = cli(
+        &admin,
+        &operator_file,
+        &["dlq", "redrive", "--target", "demo"],
+    );
+    assert!(
+        ok && out.contains("redriven: 3 dead letter(s), 3 operation(s)"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = cli(&admin, &operator_file, &["dlq", "redrive", "--all"]);
+    assert!(ok && out.contains("redriven: 0"), "{out}");
+    until("11 accounts", || async {
+        scim.list_users().await.unwrap().len() == 11
+    })
+    .await;
+    let users = scim.list_users().await.unwrap();
+    assert!(
+        !users
+            .iter()
+            .any(|u| u["externalId"] == discarded_subject.as_str()),
+        "the discarded dead letter was delivered"
+    );
+
+    // Provision now: an account deleted out of band comes back; the discarded person is created.
+    let victim = users
+        .iter()
+        .find(|u| u["externalId"] == hires[0]["subject"])
+        .unwrap();
+    let resp = scim
+        .client()
+        .delete(scim.url(&format!("/Users/{}", victim["id"].as_str().unwrap())))
+        .header("Authorization", scim.auth())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let victim_subject = hires[0]["subject"].as_str().unwrap();
+    // Its binding is stale now: the update finds no account (404), looks up, and creates it.
+    let (ok, out, err) = cli(&admin, &operator_file, &["provision", victim_subject]);
+    assert!(
+        ok && out.contains("1 operation(s) queued for demo"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(
+        &admin,
+        &operator_file,
+        &["provision", &discarded_subject, "--target", "demo"],
+    );
+    assert!(ok, "{out}{err}");
+    until("12 accounts", || async {
+        scim.list_users().await.unwrap().len() == 12
+    })
+    .await;
+    let (s, _) = call(
+        "POST",
+        format!("{admin}/api/v1/subjects/nobody/provision"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let per_person = |users: &[Value]| {
+        let mut m = std::collections::BTreeMap::<String, usize>::new();
+        for u in users {
+            *m.entry(u["externalId"].as_str().unwrap().to_owned())
+                .or_default() += 1;
+        }
+        m
+    };
+    let counts = per_person(&scim.list_users().await.unwrap());
+    assert!(counts.values().all(|&n| n == 1), "duplicates: {counts:?}");
+
+    // Every mutating call is audited with the token's name, never a token value.
+    let (s, v) = call(
+        "GET",
+        format!("{admin}/api/v1/audit?outcome=admin"),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let records = v["records"].as_array().unwrap();
+    let details: Vec<&str> = records
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    for want in [
+        "delivery to `demo` paused",
+        "delivery to `demo` resumed",
+        "discarded",
+        "redriven",
+        "provision now",
+    ] {
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains(want) && d.contains("token `ops`")),
+            "{want}: {details:?}"
+        );
+    }
+    assert_eq!(
+        details.iter().filter(|d| d.contains("redriven")).count(),
+        3,
+        "{details:?}"
+    );
+    let all = v.to_string();
+    assert!(!all.contains(OPERATOR) && !all.contains(READER) && !all.contains("scim-token"));
+    daemon.stop().unwrap();
+}
