@@ -345,3 +345,181 @@ async fn operators_pause_redrive_discard_and_provision_through_the_admin_api() {
     assert!(!all.contains(OPERATOR) && !all.contains(READER) && !all.contains("scim-token"));
     daemon.stop().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deletion_guard_stages_mass_deprovisioning_until_an_operator_decides() {
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let operator_file = dir.path().join("operator.token");
+    std::fs::write(&operator_file, OPERATOR).unwrap();
+    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    // At most 3 deprovisionings per hour on `demo` (10 people: the percentage rule, from its
+    // default min_count of 10 on, does not come into play before the count rule).
+    let config = quickstart.replace(
+        "    concurrency: 4\n",
+        "    concurrency: 4\n    deletion_guard: { max_count: 3, window_seconds: 3600 }\n",
+    );
+    assert_ne!(config, quickstart);
+    let config = format!(
+        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
+         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
+        operator_file.display()
+    );
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let daemon = Daemon::start(
+        &config_path,
+        &dir.path().join("data"),
+        &example_env(&scim, INGEST),
+    )
+    .unwrap();
+    let admin = daemon.admin_url.clone().unwrap();
+
+    let people: Vec<Person> = Scenario::hr(10, 20, 5).expected.into_values().collect();
+    let mut n = 0;
+    let hires: Vec<Value> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut p = p.clone();
+            p.active = true;
+            hr_event(&mut n, "hr.worker.hired", &p, 0, i)
+        })
+        .collect();
+    post_events(&daemon, &hires).await;
+    until("10 accounts", || async {
+        scim.list_users().await.unwrap().len() == 10
+    })
+    .await;
+
+    let terminate = |n: &mut usize, range: std::ops::Range<usize>| -> Vec<Value> {
+        range
+            .map(|i| {
+                let mut p = people[i].clone();
+                p.active = false;
+                hr_event(n, "hr.worker.terminated", &p, 1, i)
+            })
+            .collect()
+    };
+    let inactive = || async {
+        scim.list_users()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|u| u["active"] == false)
+            .map(|u| u["externalId"].as_str().unwrap().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let staged = || async {
+        let (_, v) = call(
+            "GET",
+            format!("{admin}/api/v1/deletions"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+        v["staged"].as_array().cloned().unwrap_or_default()
+    };
+    // Six terminations: three are sent, three are staged.
+    post_events(&daemon, &terminate(&mut n, 0..6)).await;
+    until("3 sent and 3 staged", || async {
+        inactive().await.len() == 3 && staged().await.len() == 3
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scimflow_staged_deletions{target=\"demo\"} 3"),
+        "{metrics}"
+    );
+    let (ok, out, err) = cli(&admin, &operator_file, &["deletions"]);
+    assert!(
+        ok && out.starts_with("TARGET") && out.contains("3 staged deletions"),
+        "{out}{err}"
+    );
+    let held: Vec<String> = staged()
+        .await
+        .iter()
+        .map(|s| s["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        held.iter().all(|s| !inactive_contains(&scim, s)),
+        "a staged one was sent"
+    );
+
+    // Two approved (sent, past the guard), one rejected (the account stays active).
+    for s in &held[..2] {
+        let (ok, out, err) = cli(
+            &admin,
+            &operator_file,
+            &["deletions", "approve", "--subject", s],
+        );
+        assert!(ok && out.contains("approved: 1"), "{out}{err}");
+    }
+    let (ok, out, err) = cli(
+        &admin,
+        &operator_file,
+        &["deletions", "reject", "--subject", &held[2]],
+    );
+    assert!(ok && out.contains("rejected: 1"), "{out}{err}");
+    until("5 inactive", || async { inactive().await.len() == 5 }).await;
+    assert!(
+        !inactive().await.contains(&held[2]),
+        "the rejected deprovisioning was sent"
+    );
+    assert!(staged().await.is_empty());
+    let (s, _) = call(
+        "POST",
+        format!("{admin}/api/v1/deletions/approve"),
+        Some(OPERATOR),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 400, "an empty selector is refused");
+
+    // The window is still full: the next termination is staged again.
+    post_events(&daemon, &terminate(&mut n, 6..7)).await;
+    until("the 7th staged", || async { staged().await.len() == 1 }).await;
+    assert_eq!(inactive().await.len(), 5);
+
+    // Audited: staged (4 times), approved (2), rejected (1).
+    let (_, v) = call(
+        "GET",
+        format!("{admin}/api/v1/audit?target=demo"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    let records = v["records"].as_array().unwrap();
+    let count = |outcome: &str, needle: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["outcome"] == outcome && r["detail"].as_str().unwrap_or("").contains(needle)
+            })
+            .count()
+    };
+    assert_eq!(count("staged", "deletion guard"), 4);
+    assert_eq!(count("admin", "approved"), 2);
+    assert_eq!(count("admin", "rejected"), 1);
+    daemon.stop().unwrap();
+}
+
+/// Whether `subject`'s account on the server is inactive (blocking helper for assertions).
+fn inactive_contains(scim: &Scim2Server, subject: &str) -> bool {
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        rt.block_on(async {
+            scim.list_users()
+                .await
+                .unwrap()
+                .iter()
+                .any(|u| u["externalId"] == subject && u["active"] == false)
+        })
+    })
+}

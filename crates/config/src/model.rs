@@ -155,6 +155,8 @@ pub struct RawTarget {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    pub deletion_guard: Option<RawDeletionGuard>,
     /// Who is provisioned here (an expression; default: everyone).
     #[serde(default)]
     pub scope: Option<Spanned<String>>,
@@ -195,6 +197,20 @@ pub struct RawAuth {
     pub kind: Spanned<String>,
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawDeletionGuard {
+    #[serde(default)]
+    pub max_count: Option<u64>,
+    #[serde(default)]
+    pub max_percent: Option<f64>,
+    #[serde(default)]
+    pub min_count: Option<u64>,
+    #[serde(default)]
+    pub window_seconds: Option<u64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -520,6 +536,8 @@ pub struct TargetConfig {
     pub timeout: Duration,
     pub max_attempts: u32,
     pub rate_limit: Option<RateLimit>,
+    /// Stages mass deprovisioning instead of sending it (`deletion_guard:`); `None` = off.
+    pub deletion_guard: Option<DeletionGuardConfig>,
     pub scope: Option<ExprSource>,
     /// Action for a person who leaves the scope; `None` = leave the account alone.
     pub out_of_scope: Option<OpKind>,
@@ -557,6 +575,25 @@ impl Default for ReconcileConfig {
 pub enum TargetAuth {
     None,
     Bearer(SecretRef),
+}
+
+/// A target's deletion guard: deactivations and deletions sent within `window` are counted; the
+/// next one is staged (held for an operator's approval) when the count would exceed `max_count`,
+/// or when it is at least `min_count` and would exceed `max_percent` of the accounts known on the
+/// target (its bindings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeletionGuardConfig {
+    pub max_count: u64,
+    pub max_percent: f64,
+    pub min_count: u64,
+    pub window: Duration,
+}
+
+impl DeletionGuardConfig {
+    pub const DEFAULT_MAX_COUNT: u64 = 100;
+    pub const DEFAULT_MAX_PERCENT: f64 = 10.0;
+    pub const DEFAULT_MIN_COUNT: u64 = 10;
+    pub const DEFAULT_WINDOW_SECONDS: u64 = 3600;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

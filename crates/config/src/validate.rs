@@ -169,6 +169,7 @@ const TARGET_KEYS: &[&str] = &[
     "timeout_ms",
     "max_attempts",
     "rate_limit",
+    "deletion_guard",
     "scope",
     "out_of_scope",
     "lifecycle",
@@ -685,6 +686,48 @@ fn target(
             None
         }
     });
+    let deletion_guard = t.deletion_guard.map(|g| {
+        let (line, _) = src.key(first_line.saturating_sub(1), "deletion_guard");
+        src.unknown(
+            line,
+            g.unknown.keys(),
+            "`deletion_guard`",
+            &["max_count", "max_percent", "min_count", "window_seconds"],
+            d,
+        );
+        let mut bad = |field: &str, why: &str| {
+            d.push(src.diag(
+                src.key(line, field),
+                format!("target `{name}`: deletion_guard.{field} {why}"),
+            ));
+        };
+        let max_count = g
+            .max_count
+            .unwrap_or(DeletionGuardConfig::DEFAULT_MAX_COUNT);
+        if max_count == 0 {
+            bad("max_count", "must be positive");
+        }
+        let max_percent = g
+            .max_percent
+            .unwrap_or(DeletionGuardConfig::DEFAULT_MAX_PERCENT);
+        if !(max_percent > 0.0 && max_percent <= 100.0) {
+            bad("max_percent", "must be above 0 and at most 100");
+        }
+        let window = g
+            .window_seconds
+            .unwrap_or(DeletionGuardConfig::DEFAULT_WINDOW_SECONDS);
+        if window == 0 {
+            bad("window_seconds", "must be positive");
+        }
+        DeletionGuardConfig {
+            max_count: max_count.max(1),
+            max_percent,
+            min_count: g
+                .min_count
+                .unwrap_or(DeletionGuardConfig::DEFAULT_MIN_COUNT),
+            window: Duration::from_secs(window.max(1)),
+        }
+    });
     let reconcile = match t.reconcile {
         None => ReconcileConfig::default(),
         Some(r) => {
@@ -719,6 +762,7 @@ fn target(
         timeout: Duration::from_millis(t.timeout_ms.unwrap_or(10_000)),
         max_attempts: t.max_attempts.unwrap_or(8).max(1),
         rate_limit,
+        deletion_guard,
         scope: t.scope.as_ref().map(|s| src.expr(s)),
         out_of_scope,
         lifecycle,

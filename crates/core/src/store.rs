@@ -179,6 +179,10 @@ pub trait Store: Send + Sync + 'static {
         slot: &str,
     ) -> Result<Option<ScheduledOp>, StoreError>;
 
+    /// How many subjects are bound to an account on `target` (the accounts scimflow knows there).
+    /// Counts keys: O(bindings).
+    fn binding_count(&self, target: &str) -> Result<u64, StoreError>;
+
     /// The last stored audit record (the chain head), if any.
     fn audit_last(&self) -> Result<Option<AuditRecord>, StoreError>;
 

@@ -9,6 +9,8 @@
 //! | GET | `/api/v1/dead-letters?target=&class=&subject=&after=&limit=` | read | dead letters, oldest first |
 //! | POST | `/api/v1/dead-letters/redrive`, `…/discard` | operator | by `{"seqs": […]}` or `{"target", "class", "subject"}` or `{"all": true}` |
 //! | POST | `/api/v1/subjects/{subject}/provision` | operator | plan the subject afresh from its latest attributes (`{"target": T}` for one target) |
+//! | GET | `/api/v1/deletions?target=` | read | deprovisionings the deletion guard staged |
+//! | POST | `/api/v1/deletions/approve`, `…/reject` | operator | by `{"target", "subject"}` or `{"all": true}` |
 //! | GET | `/api/v1/audit?subject=&target=&outcome=&since=&until=&after=&limit=` | read | audit records |
 //!
 //! Every mutating call is itself an audit record (`outcome: admin`) naming the token (never its
@@ -60,6 +62,9 @@ pub fn router(state: AdminState, config: &AdminConfig) -> Router {
         .route("/api/v1/dead-letters/redrive", post(redrive))
         .route("/api/v1/dead-letters/discard", post(discard))
         .route("/api/v1/subjects/{subject}/provision", post(provision))
+        .route("/api/v1/deletions", get(deletions))
+        .route("/api/v1/deletions/approve", post(approve_deletions))
+        .route("/api/v1/deletions/reject", post(reject_deletions))
         .route("/api/v1/audit", get(audit))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
@@ -539,4 +544,180 @@ async fn audit(
     out.truncate(limit);
     let next = out.last().map(|r| r.seq);
     Json(json!({"records": out, "next_after": next})).into_response()
+}
+
+/// Which staged deletions an approve or reject is about.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StagedSelector {
+    target: Option<String>,
+    subject: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StagedQuery {
+    target: Option<String>,
+}
+
+/// The staged deprovisionings of `target` (or all targets), oldest target first.
+fn staged(
+    st: &AdminState,
+    target: Option<&str>,
+) -> Result<Vec<scimflow_core::ScheduledOp>, ApiError> {
+    st.store
+        .scheduled_list(target, usize::MAX)
+        .map(|v| {
+            v.into_iter()
+                .filter(|s| s.slot == scimflow_delivery::guard::STAGED_SLOT)
+                .collect()
+        })
+        .map_err(|e| {
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the staged deletions: {e}"),
+            )
+        })
+}
+
+fn staged_json(s: &scimflow_core::ScheduledOp) -> Value {
+    json!({
+        "target": s.op.target,
+        "subject": s.op.subject,
+        "operation": s.op.kind.as_str(),
+        "op_id": s.op.id,
+        "event_id": s.op.event_id,
+        "planned_at": s.op.planned_at,
+    })
+}
+
+async fn deletions(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<StagedQuery>,
+) -> Response {
+    if let Err(r) = caller(&st, &headers, AdminRole::Read) {
+        return r.into_response();
+    }
+    match staged(&st, q.target.as_deref()) {
+        Ok(items) => Json(json!({"staged": items.iter().map(staged_json).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// The staged deletions a POST body selects; an empty selector is refused.
+fn select_staged(
+    st: &AdminState,
+    body: &[u8],
+) -> Result<Vec<scimflow_core::ScheduledOp>, ApiError> {
+    let sel: StagedSelector = serde_json::from_slice(body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be a JSON selector {{target|subject|all}}: {e}"),
+        )
+    })?;
+    if sel.target.is_none() && sel.subject.is_none() && !sel.all {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "select staged deletions by `target` and/or `subject`, or send `\"all\": true`",
+        ));
+    }
+    Ok(staged(st, sel.target.as_deref())?
+        .into_iter()
+        .filter(|s| sel.subject.as_ref().is_none_or(|x| *x == s.op.subject))
+        .collect())
+}
+
+fn unstage(s: &scimflow_core::ScheduledOp) -> Mutation {
+    Mutation::Unschedule {
+        target: s.op.target.clone(),
+        subject: s.op.subject.clone(),
+        slot: s.slot.clone(),
+    }
+}
+
+async fn approve_deletions(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&st, &headers, AdminRole::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let items = match select_staged(&st, &body) {
+        Ok(i) => i,
+        Err(r) => return r.into_response(),
+    };
+    let (mut approved, mut failed) = (0, Vec::new());
+    for s in items {
+        let tag = format!("approved-{}", chrono::Utc::now().timestamp_micros());
+        let plan = match st
+            .pipeline
+            .replan_subject(&s.op.subject, Some(&s.op.target), &tag)
+        {
+            Ok(p) => p,
+            Err(ReplanError::Store(e)) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            Err(e) => {
+                failed.push(
+                    json!({"subject": s.op.subject, "target": s.op.target, "error": e.to_string()}),
+                );
+                continue;
+            }
+        };
+        // Past the guard: the approval is registered before the operations are queued.
+        if let Some(g) = st.pools.get(&s.op.target).and_then(|p| p.guard.as_ref()) {
+            for m in &plan.mutations {
+                if let Mutation::Enqueue(op) = m {
+                    g.approve(&op.id);
+                }
+            }
+        }
+        let mut batch = plan.mutations;
+        batch.push(unstage(&s));
+        let what = format!(
+            "staged {} {} approved: {} operation(s) planned from the latest state",
+            s.op.kind.as_str(),
+            s.op.id,
+            plan.operations
+        );
+        if let Err(r) = commit_audited(&st, &who, what, &s.op.target, &s.op.subject, batch).await {
+            return r.into_response();
+        }
+        st.pipeline.wake(&plan.targets);
+        approved += 1;
+    }
+    Json(json!({"approved": approved, "failed": failed})).into_response()
+}
+
+async fn reject_deletions(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&st, &headers, AdminRole::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let items = match select_staged(&st, &body) {
+        Ok(i) => i,
+        Err(r) => return r.into_response(),
+    };
+    let n = items.len();
+    for s in items {
+        let what = format!(
+            "staged {} {} rejected: not sent, the account stays as it is",
+            s.op.kind.as_str(),
+            s.op.id
+        );
+        let batch = vec![unstage(&s)];
+        if let Err(r) = commit_audited(&st, &who, what, &s.op.target, &s.op.subject, batch).await {
+            return r.into_response();
+        }
+    }
+    Json(json!({"rejected": n})).into_response()
 }

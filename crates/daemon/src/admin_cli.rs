@@ -422,3 +422,131 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DeletionsCommand {
+    /// Send the selected staged deprovisionings (each subject is planned again from its latest state).
+    Approve {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        /// Every staged deletion.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop the selected staged deprovisionings: the accounts stay as they are.
+    Reject {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `scimflow deletions [approve|reject]`: what the deletion guard staged.
+pub fn deletions(
+    args: &AdminArgs,
+    cmd: Option<DeletionsCommand>,
+    target: Option<&str>,
+    json_out: bool,
+) -> ExitCode {
+    let c = match Client::new(args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let select = |target: &Option<String>, subject: &Option<String>, all: bool| {
+        let mut s = json!({});
+        if let Some(t) = target {
+            s["target"] = json!(t);
+        }
+        if let Some(x) = subject {
+            s["subject"] = json!(x);
+        }
+        if all {
+            s["all"] = json!(true);
+        }
+        s
+    };
+    match cmd {
+        None => {
+            let path = match target {
+                Some(t) => format!("/api/v1/deletions?target={}", url_encode(t)),
+                None => "/api/v1/deletions".to_owned(),
+            };
+            match c.call(reqwest::Method::GET, &path, None) {
+                Ok(v) => {
+                    let items = v["staged"].as_array().cloned().unwrap_or_default();
+                    if json_out {
+                        for i in &items {
+                            println!("{i}");
+                        }
+                    } else {
+                        let mut rows =
+                            vec![["TARGET", "SUBJECT", "OPERATION", "PLANNED AT", "OP ID"]
+                                .map(String::from)
+                                .to_vec()];
+                        for i in &items {
+                            rows.push(vec![
+                                cell(&i["target"]),
+                                cell(&i["subject"]),
+                                cell(&i["operation"]),
+                                cell(&i["planned_at"]),
+                                cell(&i["op_id"]),
+                            ]);
+                        }
+                        print!("{}", table(&rows));
+                        println!("{} staged deletions", items.len());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Some(DeletionsCommand::Approve {
+            target,
+            subject,
+            all,
+        }) => match c.call(
+            reqwest::Method::POST,
+            "/api/v1/deletions/approve",
+            Some(select(&target, &subject, all)),
+        ) {
+            Ok(v) => {
+                println!("approved: {} staged deletion(s)", cell(&v["approved"]));
+                let failed = v["failed"].as_array().cloned().unwrap_or_default();
+                for f in &failed {
+                    eprintln!(
+                        "not approved: {} on {}: {}",
+                        cell(&f["subject"]),
+                        cell(&f["target"]),
+                        cell(&f["error"])
+                    );
+                }
+                if failed.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => fail(e),
+        },
+        Some(DeletionsCommand::Reject {
+            target,
+            subject,
+            all,
+        }) => match c.call(
+            reqwest::Method::POST,
+            "/api/v1/deletions/reject",
+            Some(select(&target, &subject, all)),
+        ) {
+            Ok(v) => {
+                println!("rejected: {} staged deletion(s)", cell(&v["rejected"]));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
+}

@@ -260,6 +260,18 @@ async fn metrics(State(st): State<AppState>) -> Response {
             m.pool_stopped
                 .get_or_create(&t)
                 .set(i64::from(p.stats.stopped_on_error.load(SeqCst)));
+            let staged = st
+                .store
+                .scheduled_list(Some(name), usize::MAX)
+                .map(|v| {
+                    v.iter()
+                        .filter(|s| s.slot == scimflow_delivery::guard::STAGED_SLOT)
+                        .count()
+                })
+                .unwrap_or(0);
+            m.staged_deletions
+                .get_or_create(&t)
+                .set(i64::try_from(staged).unwrap_or(i64::MAX));
         }
         if let Some(c) = &st.checkpointer {
             m.audit_checkpoint_seq

@@ -137,6 +137,19 @@ enum Command {
         #[command(flatten)]
         admin: admin_cli::AdminArgs,
     },
+    /// Deprovisionings the deletion guard staged (admin API): list, approve, reject.
+    Deletions {
+        #[command(subcommand)]
+        command: Option<admin_cli::DeletionsCommand>,
+        /// Only this target (listing).
+        #[arg(long)]
+        target: Option<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: admin_cli::AdminArgs,
+    },
     /// Plan SUBJECT afresh from its latest recorded attributes and queue the result (admin API).
     Provision {
         subject: String,
@@ -201,6 +214,12 @@ fn main() -> ExitCode {
             json,
             admin,
         } => admin_cli::targets(&admin, command, json),
+        Command::Deletions {
+            command,
+            target,
+            json,
+            admin,
+        } => admin_cli::deletions(&admin, command, target.as_deref(), json),
         Command::Provision {
             subject,
             target,

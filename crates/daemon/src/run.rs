@@ -121,6 +121,9 @@ async fn build_and_run(
             .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?
             .with_metrics(metrics.clone());
         let mut pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
+        if let Some(g) = t.deletion_guard {
+            pool = pool.with_guard(Arc::new(scimflow_delivery::DeletionGuard::new(g)));
+        }
         if let Some(l) = &ledger {
             pool = pool.with_ledger(l.clone());
         }

@@ -5,11 +5,14 @@
 //!   and the idempotent create/lookup/bind/converge logic.
 //! * [`client::ScimClient`] — HTTP with auth, no redirects, capped bodies.
 //! * [`classify`] — status and `Retry-After` handling into the closed error classes.
+//! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
 
 pub mod classify;
 pub mod client;
 pub mod exec;
+pub mod guard;
 pub mod pool;
 
 pub use exec::{ExecReport, Executor};
+pub use guard::DeletionGuard;
 pub use pool::{PoolHandle, TargetPool};

@@ -20,10 +20,11 @@ use tracing::Instrument;
 
 use scimflow_core::partition::{Disposition, PartitionLedger};
 use scimflow_core::store::{DeadLetter, Mutation, Store};
-use scimflow_core::{AuditEntry, Operation, Outcome, QueuedOp};
+use scimflow_core::{AuditEntry, Operation, Outcome, QueuedOp, ScheduledOp};
 use scimflow_telemetry::metrics::{status_class, Metrics, OperationLabels, ProvisionLabels};
 
 use crate::exec::{ExecReport, Executor};
+use crate::guard::{self, Admission, DeletionGuard, STAGED_SLOT};
 
 /// Counters a pool exposes (for the admin API and metrics).
 #[derive(Debug, Default)]
@@ -38,6 +39,8 @@ pub struct PoolStats {
     pub stopped_on_error: AtomicBool,
     /// Set by an operator: no new operation starts (in-flight ones finish); work keeps queueing.
     pub paused: AtomicBool,
+    /// Deprovisionings the deletion guard staged since the start.
+    pub staged: AtomicU64,
 }
 
 /// The handle the rest of the daemon holds for a pool.
@@ -46,6 +49,8 @@ pub struct PoolHandle {
     pub target: String,
     wake: Arc<Notify>,
     pub stats: Arc<PoolStats>,
+    /// The target's deletion guard, when configured.
+    pub guard: Option<Arc<DeletionGuard>>,
 }
 
 impl PoolHandle {
@@ -77,6 +82,7 @@ pub struct TargetPool {
     window: usize,
     max_lanes: usize,
     ledger: Option<Arc<PartitionLedger>>,
+    guard: Option<Arc<DeletionGuard>>,
 }
 
 impl TargetPool {
@@ -91,7 +97,14 @@ impl TargetPool {
             // Lanes waiting in backoff hold no HTTP permit, so allow more lanes than permits.
             max_lanes: concurrency * 4,
             ledger: None,
+            guard: None,
         }
+    }
+
+    /// Stages deactivations and deletions above the guard's limits instead of sending them.
+    pub fn with_guard(mut self, guard: Arc<DeletionGuard>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Delivers operations from a partitioned source only while their partition is owned here
@@ -106,6 +119,7 @@ impl TargetPool {
             target: self.target.clone(),
             wake: self.wake.clone(),
             stats: self.stats.clone(),
+            guard: self.guard.clone(),
         }
     }
 
@@ -163,17 +177,18 @@ impl TargetPool {
                     continue;
                 }
                 busy.insert(subject.clone());
-                let (store, exec, stats, ledger) = (
+                let (store, exec, stats, ledger, guard) = (
                     self.store.clone(),
                     self.exec.clone(),
                     self.stats.clone(),
                     self.ledger.clone(),
+                    self.guard.clone(),
                 );
                 tasks.spawn(async move {
                     let r = if disposition == Disposition::HandOver {
                         hand_over(store, exec.metrics(), stats, &q).await
                     } else {
-                        run_one(store, exec, stats, q.clone()).await
+                        run_one(store, exec, stats, guard.as_deref(), q.clone()).await
                     };
                     if r.is_ok() {
                         if let (Some(ledger), Some(pos)) = (ledger, &q.op.origin) {
@@ -230,9 +245,42 @@ async fn run_one(
     store: Arc<dyn Store>,
     exec: Arc<Executor>,
     stats: Arc<PoolStats>,
+    guard: Option<&DeletionGuard>,
     q: QueuedOp,
 ) -> Result<(), String> {
     let op = &q.op;
+    if let (Some(g), true) = (guard, op.kind.is_deprovision()) {
+        if let Admission::Stage(why) = g
+            .admit(store.as_ref(), &op.target, &op.id)
+            .map_err(|e| e.to_string())?
+        {
+            tracing::warn!(target_name = %op.target, op = %op.id, reason = %why, "deprovisioning staged for approval");
+            let batch = vec![
+                Mutation::Dequeue {
+                    target: op.target.clone(),
+                    seq: q.seq,
+                },
+                Mutation::Audit(AuditEntry {
+                    event_id: op.event_id.clone(),
+                    subject: op.subject.clone(),
+                    target: op.target.clone(),
+                    op_id: op.id.clone(),
+                    operation: op.kind.as_str().to_owned(),
+                    detail: Some(why),
+                    trace_id: op.traceparent.as_deref().and_then(trace_id),
+                    ..AuditEntry::note("staged", &op.mapping_version)
+                }),
+                Mutation::Schedule(ScheduledOp {
+                    due: guard::never(),
+                    slot: STAGED_SLOT.to_owned(),
+                    op: op.clone(),
+                }),
+            ];
+            store.commit(batch).await.map_err(|e| e.to_string())?;
+            stats.staged.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+    }
     let bound = store
         .binding(&op.target, &op.subject)
         .map_err(|e| e.to_string())?;

@@ -487,6 +487,14 @@ pub async fn bindings<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
         store.binding("crm", "E3").unwrap(),
         None,
         "bindings: last mutation wins"
+    ); // Counted per target: crm holds E2 only now, crm2 holds E1; a target that is a prefix of
+       // another counts nothing of it.
+    assert_eq!(store.binding_count("crm").unwrap(), 1, "bindings: count");
+    assert_eq!(store.binding_count("crm2").unwrap(), 1, "bindings: count");
+    assert_eq!(
+        store.binding_count("cr").unwrap(),
+        0,
+        "bindings: count by exact target"
     );
 }
 

@@ -545,6 +545,17 @@ impl<R: Reader> Store for Core<R> {
             .transpose()
     }
 
+    fn binding_count(&self, target: &str) -> Result<u64, StoreError> {
+        let prefix = keys::bind_prefix(target);
+        let mut n = 0u64;
+        self.reader
+            .for_each_key(&prefix, &keys::prefix_end(&prefix), &mut |_| {
+                n += 1;
+                Ok(())
+            })?;
+        Ok(n)
+    }
+
     fn queue_scan(
         &self,
         target: &str,
@@ -710,6 +721,9 @@ macro_rules! delegate_store {
                 subject: &str,
             ) -> Result<Option<String>, scimflow_core::store::StoreError> {
                 self.inner.binding(target, subject)
+            }
+            fn binding_count(&self, target: &str) -> Result<u64, scimflow_core::store::StoreError> {
+                self.inner.binding_count(target)
             }
             fn queue_scan(
                 &self,

@@ -74,6 +74,11 @@ pub(crate) fn bind(target: &str, subject: &str) -> Vec<u8> {
 }
 
 /// `sched:{target}\0` — the prefix of one target's scheduled operations.
+/// `bind:{target}\0`: every binding of `target`.
+pub(crate) fn bind_prefix(target: &str) -> Vec<u8> {
+    concat(&[BIND, target.as_bytes(), &[SEP]])
+}
+
 pub(crate) fn scheduled_prefix(target: &str) -> Vec<u8> {
     concat(&[SCHEDULED, target.as_bytes(), &[SEP]])
 }

@@ -120,6 +120,7 @@ pub struct Metrics {
     pub queue_depth: Family<TargetLabel, Gauge>,
     pub queue_oldest_age: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub pool_stopped: Family<TargetLabel, Gauge>,
+    pub staged_deletions: Family<TargetLabel, Gauge>,
     pub store_healthy: Gauge,
     pub intake_stopped: Gauge,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
@@ -160,6 +161,7 @@ impl Metrics {
             queue_depth: Family::default(),
             queue_oldest_age: Family::default(),
             pool_stopped: Family::default(),
+            staged_deletions: Family::default(),
             store_healthy: Gauge::default(),
             intake_stopped: Gauge::default(),
             consumer_lag: Family::default(),
@@ -236,6 +238,11 @@ impl Metrics {
                 "pool_stopped",
                 "1 when a target's delivery pool stopped because of an error",
                 m.pool_stopped.clone(),
+            );
+            r.register(
+                "staged_deletions",
+                "Deactivations and deletions the deletion guard holds for an operator's approval, by target",
+                m.staged_deletions.clone(),
             );
             r.register(
                 "store_healthy",
