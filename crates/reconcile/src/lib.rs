@@ -30,7 +30,7 @@ pub mod compare;
 pub mod report;
 pub mod scan;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -113,6 +113,8 @@ struct Entry {
     account: Option<Box<str>>,
     /// Interned group numbers it should belong to (only while active).
     groups: Vec<u32>,
+    /// Interned group numbers its account was found in on the target.
+    present: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -124,8 +126,6 @@ struct Index {
     by_key: HashMap<String, u32>,
     group_names: Vec<String>,
     group_numbers: HashMap<String, u32>,
-    /// Per group number: the entries that should be members.
-    wanted_by: Vec<Vec<u32>>,
 }
 
 fn match_key(attribute: &str, value: &str) -> String {
@@ -174,6 +174,7 @@ pub async fn reconcile(
             findings: BTreeMap::new(),
             truncated: Vec::new(),
             desired_errors: Vec::new(),
+            duplicate_groups: Vec::new(),
             queued_operations: store.queue_len(&target.name)?,
             repair_operations: Vec::new(),
         },
@@ -234,6 +235,7 @@ impl Run<'_> {
                     bound: bound.map(String::into_boxed_str),
                     account: None,
                     groups: Vec::new(),
+                    present: Vec::new(),
                 };
                 match self.mapping.desired(&state, self.t(), self.opts.now) {
                     Ok(Some(d)) => {
@@ -251,12 +253,10 @@ impl Run<'_> {
                                     let gi = self.index.group_names.len() as u32;
                                     self.index.group_names.push(g.clone());
                                     self.index.group_numbers.insert(g, gi);
-                                    self.index.wanted_by.push(Vec::new());
                                     gi
                                 }
                             };
                             entry.groups.push(gi);
-                            self.index.wanted_by[gi as usize].push(n);
                         }
                     }
                     Ok(None) => return Err(ReconcileError::UnknownTarget(self.t().to_owned())),
@@ -468,7 +468,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Phase 4: memberships of the groups the mapping puts anyone in.
+    /// Phase 4: memberships of the groups the mapping puts anyone in. Groups are identified by
+    /// `displayName`, as the executor finds them; several groups with one name count as one (the
+    /// union of their members) and the name is listed in `duplicate_groups`.
     async fn scan_groups(
         &mut self,
         client: &ScimClient,
@@ -486,7 +488,7 @@ impl Run<'_> {
             count,
             self.target.max_attempts,
         );
-        let mut seen = vec![false; self.index.group_names.len()];
+        let mut seen = vec![0u32; self.index.group_names.len()];
         while let Some(page) = pager
             .next_page()
             .await
@@ -503,78 +505,82 @@ impl Run<'_> {
                 let Some(gi) = self.index.group_numbers.get(name).copied() else {
                     continue;
                 };
-                seen[gi as usize] = true;
-                let members: HashSet<u32> = group
+                seen[gi as usize] += 1;
+                let members = group
                     .get("members")
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(|m| m.get("value").and_then(Value::as_str))
-                    .filter_map(|id| {
-                        let n = *self.index.by_id.get(id)?;
-                        // Only the subject's found account counts as the subject's membership.
-                        (self.index.entries[n as usize].account.as_deref() == Some(id)).then_some(n)
-                    })
-                    .collect();
-                self.memberships(gi, &members)?;
+                    .filter_map(|m| m.get("value").and_then(Value::as_str));
+                for id in members {
+                    let Some(n) = self.index.by_id.get(id).copied() else {
+                        continue;
+                    };
+                    let e = &mut self.index.entries[n as usize];
+                    // Only the subject's found account counts as the subject's membership.
+                    if e.account.as_deref() == Some(id) && !e.present.contains(&gi) {
+                        e.present.push(gi);
+                    }
+                }
             }
             progress(Progress::Groups {
                 read: self.report.summary.groups_scanned,
                 total: pager.total().map(|t| t as u64),
             });
         }
-        for (gi, seen) in seen.into_iter().enumerate() {
-            if !seen {
-                self.memberships(gi as u32, &HashSet::new())?;
+        for (gi, n) in seen.iter().enumerate() {
+            if *n > 1 {
+                self.report
+                    .duplicate_groups
+                    .push(self.index.group_names[gi].clone());
             }
+        }
+        for n in 0..self.index.entries.len() {
+            self.memberships(n)?;
         }
         Ok(())
     }
 
-    /// Compares one group's managed members with the subjects that should be in it.
-    fn memberships(&mut self, gi: u32, members: &HashSet<u32>) -> Result<(), ReconcileError> {
-        let name = self.index.group_names[gi as usize].clone();
-        let judged = |e: &Entry| !e.failed && e.presence == Presence::Active && e.account.is_some();
-        let mut found: Vec<(u32, DriftClass)> = self.index.wanted_by[gi as usize]
-            .iter()
-            .filter(|n| judged(&self.index.entries[**n as usize]) && !members.contains(n))
-            .map(|n| (*n, DriftClass::GroupMembershipMissing))
+    /// Compares the groups one subject's account is in with the groups it should be in (adds
+    /// before removals, as the planner orders them).
+    fn memberships(&mut self, n: usize) -> Result<(), ReconcileError> {
+        let e = &self.index.entries[n];
+        if e.failed || e.presence != Presence::Active || e.account.is_none() {
+            return Ok(());
+        }
+        let missing = e.groups.iter().filter(|g| !e.present.contains(g));
+        let extra = e.present.iter().filter(|g| !e.groups.contains(g));
+        let found: Vec<(u32, DriftClass)> = missing
+            .map(|g| (*g, DriftClass::GroupMembershipMissing))
+            .chain(extra.map(|g| (*g, DriftClass::GroupMembershipExtra)))
             .collect();
-        let mut extra: Vec<u32> = members
-            .iter()
-            .copied()
-            .filter(|n| {
-                let e = &self.index.entries[*n as usize];
-                judged(e) && !e.groups.contains(&gi)
-            })
-            .collect();
-        extra.sort_unstable();
-        found.extend(
-            extra
-                .into_iter()
-                .map(|n| (n, DriftClass::GroupMembershipExtra)),
-        );
-        for (n, class) in found {
-            let e = &self.index.entries[n as usize];
-            let subject = e.subject.to_string();
+        if found.is_empty() {
+            return Ok(());
+        }
+        let subject = e.subject.to_string();
+        let account = e.account.as_deref().map(str::to_owned);
+        let mut desired = None;
+        for (gi, class) in found {
+            let name = self.index.group_names[gi as usize].clone();
             let mut f = Finding::new(class);
             f.subject = Some(subject.clone());
-            f.resource_id = e.account.as_deref().map(str::to_owned);
+            f.resource_id = account.clone();
             f.group = Some(name.clone());
             if !self.push(f) {
                 continue;
             }
-            let Some(desired) = self.desired(&subject)? else {
-                continue;
-            };
+            if desired.is_none() {
+                desired = self.desired(&subject)?;
+            }
+            let Some(d) = &desired else { continue };
             self.mark_repairable(class);
             let kind = if class == DriftClass::GroupMembershipMissing {
                 OpKind::GroupAdd
             } else {
                 OpKind::GroupRemove
             };
-            self.operations
-                .push(self.op(&subject, kind, &desired, Some(&name)));
+            let op = self.op(&subject, kind, d, Some(&name));
+            self.operations.push(op);
         }
         Ok(())
     }

@@ -181,6 +181,10 @@ pub struct Report {
     pub truncated: Vec<DriftClass>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub desired_errors: Vec<DesiredError>,
+    /// Group names held by more than one group on the target (their members are compared as one
+    /// group; the duplicates themselves are not repaired).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_groups: Vec<String>,
     /// Operations still queued for this target when the run started: their effect is not on the
     /// target yet, so part of the drift may be work in flight.
     pub queued_operations: u64,
@@ -220,6 +224,13 @@ impl Report {
         if !self.truncated.is_empty() {
             let names: Vec<&str> = self.truncated.iter().map(|c| c.as_str()).collect();
             let _ = writeln!(out, "  lists cut short: {}", names.join(", "));
+        }
+        if !self.duplicate_groups.is_empty() {
+            let _ = writeln!(
+                out,
+                "  note: several groups share the name {} (compared as one)",
+                self.duplicate_groups.join(", ")
+            );
         }
         if self.queued_operations > 0 {
             let _ = writeln!(
