@@ -17,6 +17,7 @@ mod embedded;
 mod http;
 mod offline;
 mod pipeline;
+mod reconcile_cmd;
 mod reload;
 mod run;
 mod schedule;
@@ -137,6 +138,9 @@ enum Command {
         #[command(flatten)]
         admin: admin_cli::AdminArgs,
     },
+    /// Compare a target with the desired state and report the drift; `--repair` queues the fixes
+    /// (offline: the daemon must not be running on the same data directory).
+    Reconcile(reconcile_cmd::ReconcileArgs),
     /// Deprovisionings the deletion guard staged (admin API): list, approve, reject.
     Deletions {
         #[command(subcommand)]
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
             target,
             admin,
         } => admin_cli::provision(&admin, &subject, target.as_deref()),
+        Command::Reconcile(args) => reconcile_cmd::reconcile(args),
         Command::Scheduled { store, target } => offline::scheduled(&store, target.as_deref()),
     }
 }
