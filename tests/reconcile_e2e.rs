@@ -347,3 +347,84 @@ async fn out_of_band_changes_are_reported_once_and_repaired_except_the_unmanaged
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_that_would_deactivate_more_than_the_deletion_guard_allows_is_staged_not_sent() {
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = example_env(&scim, INGEST_TOKEN);
+    let config = write_config(dir.path(), "");
+    let guarded = write_config(
+        dir.path(),
+        "    deletion_guard: { max_count: 1, max_percent: 100, window_seconds: 3600 }\n",
+    );
+    for dept in DEPARTMENTS {
+        scim.create_group(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("dept-{}", dept.to_lowercase()),
+            "members": []
+        }))
+        .await
+        .unwrap();
+    }
+    // Provisioning (four of the twenty are terminated) runs without the guard.
+    let scenario = Scenario::hr(20, 50, 23);
+    let daemon = Daemon::start(&config, &data, &env).unwrap();
+    post(&daemon, &scenario.events).await;
+    wait_for_end_state(&scim, &daemon, &scenario.expected, Duration::from_secs(120))
+        .await
+        .unwrap();
+    daemon.stop().unwrap();
+
+    // Every terminated person's account is re-activated by hand.
+    let terminated: Vec<&Person> = scenario.expected.values().filter(|p| !p.active).collect();
+    assert_eq!(terminated.len(), 4);
+    for p in &terminated {
+        let u = user_by_external_id(&scim, &p.id).await.unwrap();
+        scim.patch_user(
+            u["id"].as_str().unwrap(),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                   "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+        )
+        .await
+        .unwrap();
+    }
+    let before: Value =
+        serde_json::from_str(&reconcile(&env, &guarded, &data, &["--json"])).unwrap();
+    assert_eq!(counts(&before), vec![("wrongly_active".to_owned(), 4)]);
+
+    // The repair queues four deactivations; the guarded daemon sends one and stages three.
+    reconcile(&env, &guarded, &data, &["--repair"]);
+    let daemon = Daemon::start(&guarded, &data, &env).unwrap();
+    wait_idle(&daemon, Duration::from_secs(60)).await;
+    daemon.stop().unwrap();
+    let audit = json_lines(&scimflow_offline(&["audit", "export"], &data).unwrap());
+    let of = |outcome: &str| {
+        audit
+            .iter()
+            .filter(|r| {
+                r["outcome"] == outcome
+                    && r["event_id"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("reconcile:")
+            })
+            .count()
+    };
+    assert_eq!(of("reconcile_queued"), 4);
+    assert_eq!(of("staged"), 3, "three deactivations held for an operator");
+    assert_eq!(of("applied"), 1);
+    let mut still_active = 0;
+    for p in &terminated {
+        let u = user_by_external_id(&scim, &p.id).await.unwrap();
+        if u["active"] == true {
+            still_active += 1;
+        }
+    }
+    assert_eq!(still_active, 3, "staged deactivations were not sent");
+    let after: Value =
+        serde_json::from_str(&reconcile(&env, &guarded, &data, &["--json"])).unwrap();
+    assert_eq!(counts(&after), vec![("wrongly_active".to_owned(), 3)]);
+}
