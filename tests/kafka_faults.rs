@@ -71,6 +71,28 @@ async fn the_daemon_rides_out_a_broker_restart_mid_run() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // While the broker is down, readiness says so (librdkafka reports every broker down).
+    tansu.kill();
+    let ready = |daemon: &Daemon| {
+        let url = format!("{}/readyz", daemon.url);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = ready(&daemon).await;
+        if status == 503 {
+            assert!(body.contains("Kafka broker"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not notice the broker down: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let restart_began = Instant::now();
     tansu.restart().unwrap();
     eprintln!("broker restarted in {:?}", restart_began.elapsed());
@@ -81,6 +103,19 @@ async fn the_daemon_rides_out_a_broker_restart_mid_run() {
     wait_for_end_state(&scim, &daemon, &scenario.expected, Duration::from_secs(180))
         .await
         .unwrap();
+    // Reconnected: ready again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = ready(&daemon).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after the broker came back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     daemon.stop().unwrap();
     let per_op = audit_records_per_op(&data).unwrap();
     assert_eq!(

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub pools: BTreeMap<String, PoolHandle>,
     pub tokens: Arc<Vec<AdminToken>>,
     pub intake_stopped: Arc<AtomicBool>,
+    /// Broker reachability (and lag), with the Kafka source.
+    pub kafka: Option<scimflow_kafka::LagHandle>,
 }
 
 pub fn router(state: AdminState, config: &AdminConfig) -> Router {
@@ -148,7 +150,12 @@ async fn commit_audited(
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
-    match crate::http::readiness(st.store.as_ref(), &st.pools, &st.intake_stopped) {
+    match crate::http::readiness(
+        st.store.as_ref(),
+        &st.pools,
+        &st.intake_stopped,
+        st.kafka.as_ref(),
+    ) {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }

@@ -165,12 +165,13 @@ async fn post_events(State(st): State<AppState>, headers: HeaderMap, body: Bytes
     }
 }
 
-/// Readiness: the store can write, intake has not stopped, and no target's pool stopped on an
-/// error. The error says why not.
+/// Readiness: the store can write, intake has not stopped, the Kafka broker (with the Kafka
+/// source) is reachable, and no target's pool stopped on an error. The error says why not.
 pub fn readiness(
     store: &dyn ManagedStore,
     pools: &BTreeMap<String, PoolHandle>,
     intake_stopped: &std::sync::atomic::AtomicBool,
+    kafka: Option<&scimflow_kafka::LagHandle>,
 ) -> Result<(), String> {
     if intake_stopped.load(std::sync::atomic::Ordering::SeqCst) {
         let why = store
@@ -187,6 +188,9 @@ pub fn readiness(
         })
         .map(|(n, _)| n.as_str())
         .collect();
+    if let Some(why) = kafka.and_then(|k| k.brokers_unreachable()) {
+        return Err(why);
+    }
     if !stopped.is_empty() {
         return Err(format!(
             "delivery stopped for target(s) {}",
@@ -201,7 +205,12 @@ pub fn readiness(
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    match readiness(st.store.as_ref(), &st.pools, &st.intake_stopped) {
+    match readiness(
+        st.store.as_ref(),
+        &st.pools,
+        &st.intake_stopped,
+        st.kafka_lag.as_ref(),
+    ) {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }

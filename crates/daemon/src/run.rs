@@ -251,6 +251,7 @@ async fn build_and_run(
                 pools: state.pools.clone(),
                 tokens: Arc::new(a.tokens.clone()),
                 intake_stopped: intake_stopped.clone(),
+                kafka: state.kafka_lag.clone(),
             };
             let admin_listener = tokio::net::TcpListener::bind(a.listen)
                 .await

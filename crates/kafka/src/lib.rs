@@ -68,20 +68,36 @@ pub enum KafkaError {
     Secret(#[from] scimflow_config::SecretError),
 }
 
-/// Per-partition consumer lag, refreshed from librdkafka statistics.
+/// Per-partition consumer lag and broker reachability, refreshed from librdkafka statistics.
 #[derive(Debug, Clone, Default)]
-pub struct LagHandle(Arc<RwLock<Vec<(String, i32, i64)>>>);
+pub struct LagHandle {
+    lag: Arc<RwLock<Vec<(String, i32, i64)>>>,
+    /// Why no broker is reachable, when none is (`None`: reachable, or not known yet).
+    unreachable: Arc<RwLock<Option<String>>>,
+}
 
 impl LagHandle {
     /// `(topic, partition, lag)` for each assigned partition: high watermark − position (the next
     /// offset the source will read), as of the last statistics report.
     pub fn snapshot(&self) -> Vec<(String, i32, i64)> {
-        self.0.read().map(|v| v.clone()).unwrap_or_default()
+        self.lag.read().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn set(&self, v: Vec<(String, i32, i64)>) {
-        if let Ok(mut g) = self.0.write() {
+        if let Ok(mut g) = self.lag.write() {
             *g = v;
+        }
+    }
+
+    /// Why the broker is unreachable, if it is: no broker connection was up at the last
+    /// statistics report, or librdkafka reported all brokers down since. Readiness fails then.
+    pub fn brokers_unreachable(&self) -> Option<String> {
+        self.unreachable.read().ok().and_then(|g| g.clone())
+    }
+
+    fn set_unreachable(&self, why: Option<String>) {
+        if let Ok(mut g) = self.unreachable.write() {
+            *g = why;
         }
     }
 }
@@ -181,6 +197,29 @@ impl ClientContext for SourceContext {
         }
         out.sort();
         self.lag.set(out);
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        self.lag.set_unreachable(if up || stats.brokers.is_empty() {
+            None
+        } else {
+            let mut states: Vec<String> = stats
+                .brokers
+                .values()
+                .map(|b| format!("{} {}", b.name, b.state))
+                .collect();
+            states.sort();
+            Some(format!(
+                "no Kafka broker connection is up ({})",
+                states.join(", ")
+            ))
+        });
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.lag
+                .set_unreachable(Some(format!("all Kafka brokers are down: {reason}")));
+        }
+        tracing::error!(error = %error, reason, "librdkafka");
     }
 }
 
