@@ -167,20 +167,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run {
+        config,
+        listen,
+        data_dir,
+    } = cli.command
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("scimflow")
+            .build()
+            .expect("tokio runtime");
+        return rt.block_on(async move {
+            // Inside the runtime: the OTLP exporter (when configured) runs on it.
+            scimflow_telemetry::init_logging(cli.log_format);
+            let code = run::run(config, listen, data_dir).await;
+            let _ = tokio::task::spawn_blocking(scimflow_telemetry::otlp::shutdown).await;
+            code
+        });
+    }
     scimflow_telemetry::init_logging(cli.log_format);
     match cli.command {
-        Command::Run {
-            config,
-            listen,
-            data_dir,
-        } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("scimflow")
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(run::run(config, listen, data_dir))
-        }
+        Command::Run { .. } => unreachable!("handled above"),
         Command::Check {
             config,
             no_environment,

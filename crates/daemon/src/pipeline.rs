@@ -246,6 +246,17 @@ impl Pipeline {
             });
         }
         let now = Utc::now();
+        // With span export on, operations continue the current (consume) span's trace.
+        let mut plan = plan;
+        if let Some(tp) = scimflow_telemetry::otlp::current_traceparent() {
+            for op in plan
+                .ops
+                .iter_mut()
+                .chain(plan.scheduled.iter_mut().map(|s| &mut s.op))
+            {
+                op.traceparent = Some(tp.clone());
+            }
+        }
         for op in plan.ops {
             // A future-dated hire is pending: fold this change into it instead of provisioning early.
             let pending = if matches!(
@@ -451,10 +462,22 @@ impl EventSink for Pipeline {
             EventOrigin::HttpIngest { .. } => "http",
         };
         let (mut batch, woken, state, result) = match input {
-            Ok(event) => match self.event_batch(&event, source_position(&origin)) {
-                Ok(x) => x,
-                Err(e) => return Box::pin(async move { Err(e) }),
-            },
+            Ok(event) => {
+                // One span per event, in the event's trace; the operations planned inside it carry
+                // its context on to delivery.
+                let span = tracing::info_span!(
+                    "consume",
+                    source,
+                    event_id = %event.id,
+                    event_type = %event.kind,
+                );
+                scimflow_telemetry::otlp::set_parent(&span, event.traceparent.as_deref());
+                let _entered = span.enter();
+                match self.event_batch(&event, source_position(&origin)) {
+                    Ok(x) => x,
+                    Err(e) => return Box::pin(async move { Err(e) }),
+                }
+            }
             Err(rej) => {
                 tracing::warn!(%origin, event_id = ?rej.event_id, reason = %rej.reason, "event rejected");
                 (

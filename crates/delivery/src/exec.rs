@@ -24,6 +24,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use scimflow_config::TargetConfig;
 use scimflow_core::op::MatchKey;
@@ -123,7 +124,8 @@ impl Executor {
         let mut attempts = 0;
         let result = loop {
             attempts += 1;
-            match run.attempt().await {
+            let span = tracing::info_span!("attempt", attempt = attempts);
+            match run.attempt().instrument(span).await {
                 Ok(outcome) => break Ok(outcome),
                 Err(e) if e.class.is_transient() && attempts < self.max_attempts => {
                     let backoff = delays.next().unwrap_or(Duration::from_secs(30));
@@ -197,20 +199,35 @@ impl Run<'_> {
             .await
             .expect("semaphore never closed");
         self.requests.push(format!("{method} {path}"));
-        // Each request is a child span of the event's producer span.
-        let child = self.trace.as_ref().map(|t| t.child().header());
-        tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request");
+        let span = tracing::info_span!(
+            "scim_request",
+            http.method = %method,
+            http.path = path,
+            http.status = tracing::field::Empty,
+        );
+        // The request continues the trace: as a child of this request's exported span, or (without
+        // export) as a child of the event's own context.
+        let child = span
+            .in_scope(scimflow_telemetry::otlp::current_traceparent)
+            .or_else(|| self.trace.as_ref().map(|t| t.child().header()));
+        span.in_scope(
+            || tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request"),
+        );
         let sent = Instant::now();
         let method_name = method.as_str().to_owned();
         let r = self
             .exec
             .client
             .send(method, path, query, body, child.as_deref())
+            .instrument(span.clone())
             .await;
         self.last_status = match &r {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,
         };
+        if let Some(s) = self.last_status {
+            span.record("http.status", s);
+        }
         self.exec.metrics.request(
             &self.op.target,
             &method_name,

@@ -296,6 +296,7 @@ async fn run_one(
         event_id = %op.event_id,
         trace_id = op.traceparent.as_deref().and_then(trace_id).as_deref(),
     );
+    scimflow_telemetry::otlp::set_parent(&span, op.traceparent.as_deref());
     let report = exec.execute(op, bound, manager).instrument(span).await;
     let batch = outcome_batch(&q, &report);
     match &report.outcome {
