@@ -57,6 +57,9 @@ pub struct RawAudit {
     pub checkpoint_records: Option<Spanned<u64>>,
     #[serde(default)]
     pub checkpoint_seconds: Option<Spanned<u64>>,
+    /// A Kafka topic every audit record is also produced to.
+    #[serde(default)]
+    pub kafka_topic: Option<Spanned<String>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -448,6 +451,8 @@ pub struct AuditConfig {
     pub checkpoint_records: u64,
     /// …or once this much time has passed with at least one new record; and at clean shutdown.
     pub checkpoint_interval: Duration,
+    /// Every audit record is also produced to this Kafka topic (needs `kafka:`).
+    pub kafka_topic: Option<String>,
 }
 
 impl AuditConfig {
@@ -461,6 +466,7 @@ impl Default for AuditConfig {
             signing_key: None,
             checkpoint_records: Self::DEFAULT_CHECKPOINT_RECORDS,
             checkpoint_interval: Duration::from_secs(Self::DEFAULT_CHECKPOINT_SECONDS),
+            kafka_topic: None,
         }
     }
 }

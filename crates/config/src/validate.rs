@@ -340,7 +340,7 @@ pub fn validate_all(
         }
     });
     let audit = match raw.audit {
-        Some(a) => audit(src, a, &mut d),
+        Some(a) => audit(src, a, kafka.is_some(), &mut d),
         None => AuditConfig::default(),
     };
     let admin = raw.admin.map(|a| admin(src, a, &mut d));
@@ -859,13 +859,18 @@ fn admin(src: &Source, a: RawAdmin, d: &mut Vec<Diagnostic>) -> AdminConfig {
 }
 
 /// The `audit:` section.
-fn audit(src: &Source, a: RawAudit, d: &mut Vec<Diagnostic>) -> AuditConfig {
+fn audit(src: &Source, a: RawAudit, has_kafka: bool, d: &mut Vec<Diagnostic>) -> AuditConfig {
     let (line, _) = src.key(1, "audit");
     src.unknown(
         line,
         a.unknown.keys(),
         "`audit`",
-        &["signing_key", "checkpoint_records", "checkpoint_seconds"],
+        &[
+            "signing_key",
+            "checkpoint_records",
+            "checkpoint_seconds",
+            "kafka_topic",
+        ],
         d,
     );
     let mut positive = |v: Option<Spanned<u64>>, field: &str, default: u64| match v {
@@ -889,12 +894,31 @@ fn audit(src: &Source, a: RawAudit, d: &mut Vec<Diagnostic>) -> AuditConfig {
         "checkpoint_seconds",
         AuditConfig::DEFAULT_CHECKPOINT_SECONDS,
     );
+    let kafka_topic = match a.kafka_topic {
+        Some(t) if t.value.trim().is_empty() => {
+            d.push(src.at(t.referenced, "audit.kafka_topic is empty"));
+            None
+        }
+        Some(t) if !has_kafka => {
+            d.push(
+                src.at(
+                    t.referenced,
+                    "audit.kafka_topic needs the `kafka:` section (the brokers to produce to)",
+                )
+                .with_hint("add `kafka: { brokers: … }` or remove audit.kafka_topic"),
+            );
+            None
+        }
+        Some(t) => Some(t.value),
+        None => None,
+    };
     AuditConfig {
         signing_key: a
             .signing_key
             .and_then(|k| secret(src, "audit.signing_key", &k, d)),
         checkpoint_records,
         checkpoint_interval: Duration::from_secs(checkpoint_seconds),
+        kafka_topic,
     }
 }
 
@@ -1183,6 +1207,7 @@ targets:
                 signing_key: Some(SecretRef::File("/etc/scimflow/audit-key.pem".into())),
                 checkpoint_records: 50,
                 checkpoint_interval: Duration::from_secs(5),
+                kafka_topic: None,
             }
         );
         let without = BASE

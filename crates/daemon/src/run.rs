@@ -90,6 +90,17 @@ async fn build_and_run(
         }
         None => None,
     };
+    // Spawned: the audit mirror to Kafka, when configured.
+    let mirror_shutdown = CancellationToken::new();
+    let mirror_task = match (&config.audit.kafka_topic, &config.kafka) {
+        (Some(topic), Some(k)) => {
+            let m = scimflow_kafka::AuditMirror::new(k, topic, store.clone(), &data_dir)
+                .with_context(|| format!("cannot create the audit mirror to `{topic}`"))?;
+            tracing::info!(topic = %topic, from_seq = m.position() + 1, "audit records are mirrored to Kafka");
+            Some(tokio::spawn(m.run(mirror_shutdown.clone())))
+        }
+        _ => None,
+    };
     let checkpoint_shutdown = CancellationToken::new();
     let checkpoint_task = checkpointer
         .clone()
@@ -319,6 +330,11 @@ async fn build_and_run(
                 "the final audit checkpoint failed"
             );
         }
+    }
+    // The mirror catches up with the last records before the store closes.
+    mirror_shutdown.cancel();
+    if let Some(t) = mirror_task {
+        let _ = t.await;
     }
     managed.close();
     tracing::info!("stopped");

@@ -20,9 +20,11 @@
 //!   `sasl.username`, `ssl.ca.location`, …); `kafka.sasl_password` is resolved at build time and
 //!   set as `sasl.password` (never logged). OpenSSL is built in (`ssl-vendored`).
 
+mod mirror;
 mod producer;
 mod tracker;
 
+pub use mirror::AuditMirror;
 pub use producer::Producer;
 pub use tracker::{Advance, Flow, OffsetTracker};
 
@@ -341,6 +343,29 @@ const CONSUMER_ONLY: &[&str] = &[
     "queued.max.messages.kbytes",
 ];
 
+/// The settings of a producer next to the source: the source's connection and security options
+/// (with `sasl.password` resolved), without the consumer-only ones, idempotent.
+pub fn producer_config(cfg: &KafkaConfig) -> Result<ClientConfig, KafkaError> {
+    let mut config = client_config(cfg);
+    if let Some(secret) = &cfg.sasl_password {
+        config.set("sasl.password", secret.resolve()?.expose());
+    }
+    let mut p = ClientConfig::new();
+    // `config_map` masks secrets: take the real values with `get`.
+    for k in config.config_map().keys() {
+        if CONSUMER_ONLY.contains(k) || *k == "statistics.interval.ms" {
+            continue;
+        }
+        if let Some(v) = config.get(k) {
+            p.set(*k, v);
+        }
+    }
+    p.set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    Ok(p)
+}
+
 impl KafkaSource {
     /// Resolves `kafka.sasl_password`, creates the consumer (and the dead-letter producer) and
     /// subscribes to the configured topics.
@@ -360,22 +385,7 @@ impl KafkaSource {
             })?;
         consumer.subscribe(&cfg.topic_names())?;
         let dead_letter = match &cfg.dead_letter_topic {
-            Some(topic) => {
-                let mut p = ClientConfig::new();
-                // `config_map` masks secrets: take the real values with `get`.
-                for k in config.config_map().keys() {
-                    if CONSUMER_ONLY.contains(k) || *k == "statistics.interval.ms" {
-                        continue;
-                    }
-                    if let Some(v) = config.get(k) {
-                        p.set(*k, v);
-                    }
-                }
-                p.set("enable.idempotence", "true")
-                    .set("linger.ms", "5")
-                    .set("message.timeout.ms", "30000");
-                Some((topic.clone(), p.create()?))
-            }
+            Some(topic) => Some((topic.clone(), producer_config(cfg)?.create()?)),
             None => None,
         };
         Ok(KafkaSource {
