@@ -428,3 +428,104 @@ async fn a_repair_that_would_deactivate_more_than_the_deletion_guard_allows_is_s
         serde_json::from_str(&reconcile(&env, &guarded, &data, &["--json"])).unwrap();
     assert_eq!(counts(&after), vec![("wrongly_active".to_owned(), 3)]);
 }
+
+/// The benchmark: reconcile a 20,000-account target. The target is the in-process testkit
+/// SCIM server (seeded directly; scim2-server takes minutes to accept 20,000 creates), the store
+/// is seeded directly with matching subject states and bindings, and the real binary runs
+/// `scimflow reconcile` under `/usr/bin/time -v`; prints its wall time and peak resident memory.
+/// Run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: 20,000 accounts"]
+async fn benchmark_reconcile_20k_accounts() {
+    use scimflow_testkit::server::{ServerOptions, TestServer};
+    // RECONCILE_BENCH_ACCOUNTS overrides the size (e.g. 100000).
+    let n: usize = std::env::var("RECONCILE_BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    const EXT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let server = TestServer::start(ServerOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = vec![
+        ("SCIM_BASE_URL", server.base_url().to_owned()),
+        ("SCIM_TOKEN", server.token().to_owned()),
+        ("SCIMFLOW_INGEST_TOKEN", INGEST_TOKEN.to_owned()),
+    ];
+    let config = repo_root().join("examples/quickstart.yaml");
+    // redb: sled keeps its directory locked until this process exits.
+    let store = scimflow_store::open(
+        scimflow_store::Engine::Redb,
+        &data,
+        scimflow_store::StoreOptions::default(),
+    )
+    .unwrap();
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let id = format!("B{i:06}");
+        let email = format!("p{i}@example.com");
+        let d = json!({"employeeId": id, "email": email, "firstName": format!("F{i}"),
+            "lastName": format!("L{i}"), "title": "Engineer", "department": DEPARTMENTS[i % 5]});
+        server.insert_user(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", EXT],
+            "id": format!("acct-{i}"),
+            "externalId": id, "userName": email, "displayName": format!("F{i} L{i}"),
+            "name": {"givenName": d["firstName"], "familyName": d["lastName"]},
+            "emails": [{"type": "work", "primary": true, "value": email}],
+            "title": "Engineer", EXT: {"department": d["department"]}, "active": true
+        }));
+        batch.push(scimflow_core::store::Mutation::PutSubject(
+            scimflow_core::SubjectState {
+                subject: id.clone(),
+                last_event_id: format!("ev-{id}"),
+                last_time: None,
+                last_kind: "hr.worker.hired".into(),
+                data: d,
+                recent_event_ids: vec![format!("ev-{id}")],
+                mapping_version: String::new(),
+                position: None,
+            },
+        ));
+        batch.push(scimflow_core::store::Mutation::Bind {
+            target: "demo".into(),
+            subject: id,
+            id: format!("acct-{i}"),
+        });
+        if batch.len() >= 2000 {
+            store.commit(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    store.commit(batch).await.unwrap();
+    store.close();
+    drop(store);
+    // A child process must reach the server while this runtime keeps serving it.
+    let mut cmd = tokio::process::Command::new("/usr/bin/time");
+    cmd.arg("-v")
+        .arg(scimflow_bin())
+        .args(["reconcile", "--target", "demo", "--json", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["accounts_scanned"], n);
+    assert_eq!(report["summary"]["subjects"], n);
+    assert_eq!(counts(&report), vec![], "an exact copy has no drift");
+    let line = |k: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(k))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    eprintln!(
+        "reconcile of {n} accounts: run {} ms; {}; {}",
+        report["summary"]["duration_ms"],
+        line("Elapsed (wall clock)"),
+        line("Maximum resident set size")
+    );
+}

@@ -14,7 +14,8 @@
 //!
 //! A run keeps, per stored subject, a compact index entry (subject id, bound resource id, the
 //! account id found, the presence, interned group numbers) plus one map entry per matching key
-//! (`externalId`, `userName`): a few hundred bytes per subject, about 30 MB for 100,000. Subject
+//! (`externalId`, `userName`): under 1 KB per subject (measured: 134 MB peak for the whole
+//! `scimflow reconcile` process at 100,000 accounts, docs/reconciliation.md). Subject
 //! states are read from the store a page at a time and their desired resources are computed, used
 //! and dropped (computed again for an account when it is met in the scan). The target is read one
 //! page at a time (`reconcile.page_size`, default 100) and each page is dropped after comparison;
