@@ -331,3 +331,47 @@ async fn the_scan_keeps_to_the_targets_rate_limit_and_rides_out_429s() {
     assert_eq!(out.report.summary.accounts_scanned, 6);
     assert_eq!(out.report.summary.total(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_account_matching_a_subject_is_reported_never_repaired() {
+    let server = TestServer::start(open_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    store
+        .commit(vec![
+            Mutation::PutSubject(state("S1", "hr.worker.hired", "Engineer", "x", "DE")),
+            Mutation::Bind {
+                target: "app".into(),
+                subject: "S1".into(),
+                id: "id-S1".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    // The bound account lost its externalId to a copy someone made (the target keeps externalId
+    // unique): the copy carries the subject's matching key too.
+    let mut bound = user("S1", "Engineer", true);
+    bound["externalId"] = json!("S1-old");
+    server.insert_user(bound);
+    let mut copy = user("S1", "Engineer", true);
+    copy["id"] = json!("id-copy");
+    copy["userName"] = json!("copy@example.com");
+    server.insert_user(copy);
+    server.insert_group(group("dept-x", &["S1"]));
+    let (out, _) = run(&server, store.as_ref(), "").await;
+    let r = &out.report;
+    assert_eq!(r.summary.total(), 2, "{:?}", r.findings);
+    // The bound account is the subject's (its externalId is drift); the copy is reported only.
+    assert_eq!(
+        r.of(DriftClass::AttributeMismatch)[0]
+            .resource_id
+            .as_deref(),
+        Some("id-S1")
+    );
+    let f = &r.of(DriftClass::Orphaned)[0];
+    assert_eq!(f.subject.as_deref(), Some("S1"));
+    assert_eq!(f.resource_id.as_deref(), Some("id-copy"));
+    assert!(!f.repairable);
+    let ops: Vec<&str> = out.operations.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ops, vec!["reconcile:r1:app:S1:upsert"]);
+}
