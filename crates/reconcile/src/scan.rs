@@ -85,7 +85,20 @@ impl<'a> Pager<'a> {
         if let Some(a) = &attributes {
             query.push(("attributes", a));
         }
-        let mut body = self.get(&query).await?;
+        let mut body = match self.get(&query).await {
+            // A target that refuses `attributes=` (400) is read whole: compare what it returns.
+            Err(e) if e.status == Some(400) && attributes.is_some() && self.next == 1 => {
+                tracing::info!(
+                    endpoint = self.endpoint,
+                    error = %e,
+                    "the target refused `attributes=`; reading whole resources"
+                );
+                self.attributes = None;
+                query.retain(|(k, _)| *k != "attributes");
+                self.get(&query).await?
+            }
+            r => r?,
+        };
         let total = body
             .get("totalResults")
             .and_then(Value::as_u64)

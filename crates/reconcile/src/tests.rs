@@ -375,3 +375,30 @@ async fn a_second_account_matching_a_subject_is_reported_never_repaired() {
     let ops: Vec<&str> = out.operations.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ops, vec!["reconcile:r1:app:S1:upsert"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_refusing_the_attributes_parameter_is_read_whole() {
+    use scimflow_testkit::server::FaultRule;
+    let server = TestServer::start(open_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    seed(&server, store.as_ref()).await;
+    server.script(FaultRule::status(400).path("/scim/v2/Users").times(1));
+    let (out, _) = run(&server, store.as_ref(), "").await;
+    assert_eq!(out.report.summary.accounts_scanned, 6);
+    assert_eq!(out.report.summary.total(), 8);
+    let users: Vec<(u16, String)> = server
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with("/Users"))
+        .map(|q| (q.status, q.query.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(users[0].0, 400);
+    assert!(users[0].1.contains("attributes="));
+    assert!(
+        users[1..]
+            .iter()
+            .all(|(s, q)| *s == 200 && !q.contains("attributes=")),
+        "{users:?}"
+    );
+}
