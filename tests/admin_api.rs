@@ -523,3 +523,107 @@ fn inactive_contains(scim: &Scim2Server, subject: &str) -> bool {
         })
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_now_reports_drift_as_metrics_and_repairs_through_delivery() {
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let operator_file = dir.path().join("operator.token");
+    std::fs::write(&operator_file, OPERATOR).unwrap();
+    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    let config = format!(
+        "{quickstart}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
+         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
+        operator_file.display()
+    );
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let daemon = Daemon::start(
+        &config_path,
+        &dir.path().join("data"),
+        &example_env(&scim, INGEST),
+    )
+    .unwrap();
+    let admin = daemon.admin_url.clone().unwrap();
+    let scenario = Scenario::hr(10, 20, 23);
+    let hires: Vec<Value> = scenario
+        .events
+        .iter()
+        .filter(|e| e["type"] == "hr.worker.hired")
+        .cloned()
+        .collect();
+    post_events(&daemon, &hires).await;
+    until("10 accounts", || async {
+        scim.list_users().await.unwrap().len() == 10
+    })
+    .await;
+
+    // Out of band: one title edited, one account deleted.
+    let users = scim.list_users().await.unwrap();
+    let id = |i: usize| users[i]["id"].as_str().unwrap().to_owned();
+    scim.patch_user(
+        &id(0),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "title", "value": "Edited By Hand"}]}),
+    )
+    .await
+    .unwrap();
+    scim.delete_user(&id(1)).await.unwrap();
+
+    let run = |args: &[&str]| {
+        let (ok, out, err) = cli(&admin, &operator_file, args);
+        assert!(ok, "{args:?}: {out}{err}");
+        out
+    };
+    let last: Value =
+        serde_json::from_str(run(&["targets", "reconcile", "demo", "--json"]).trim()).unwrap();
+    let counts = &last["drift"]["counts"];
+    assert_eq!(counts["attribute_mismatch"], 1, "{last}");
+    assert_eq!(counts["missing"], 1, "{last}");
+    assert_eq!(last["queued_operations"], 0, "no repair asked: {last}");
+    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "scimflow_drift{target=\"demo\",class=\"missing\"} 1",
+        "scimflow_drift{target=\"demo\",class=\"attribute_mismatch\"} 1",
+        "scimflow_drift{target=\"demo\",class=\"orphaned\"} 0",
+        "scimflow_reconcile_failed{target=\"demo\"} 0",
+    ] {
+        assert!(metrics.contains(want), "missing `{want}`:\n{metrics}");
+    }
+    assert!(metrics.contains("scimflow_reconcile_last_run_timestamp_seconds{target=\"demo\"}"));
+
+    // Repair: the fixes go through the queue; afterwards a run finds nothing.
+    let out = run(&["targets", "reconcile", "demo", "--repair"]);
+    assert!(out.contains("queued 2 corrective operation(s)"), "{out}");
+    until("the deleted account back", || async {
+        scim.list_users().await.unwrap().len() == 10
+    })
+    .await;
+    until("no drift left", || async {
+        let (ok, out, _) = cli(
+            &admin,
+            &operator_file,
+            &["targets", "reconcile", "demo", "--json"],
+        );
+        let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        ok && v["drift"]["counts"]
+            .as_object()
+            .is_some_and(|c| c.iter().all(|(_, n)| n == 0))
+    })
+    .await;
+    let (s, _) = call(
+        "POST",
+        format!("{admin}/api/v1/targets/nope/reconcile"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    daemon.stop().unwrap();
+}

@@ -80,13 +80,22 @@ async fn prometheus_scrapes_every_metric_the_dashboards_and_alerts_use() {
     env.push(("KAFKA_BROKERS", tansu.bootstrap.clone()));
     env.push(("KAFKA_TOPIC", TOPIC.to_owned()));
     env.push(("KAFKA_GROUP_ID", "metrics".to_owned()));
-    // The throttled fixture: a rate limit, so the limiter-wait counter moves too.
-    let daemon = Daemon::start(
-        &root.join("tests/fixtures/kafka-throttled.yaml"),
-        &dir.path().join("data"),
-        &env,
+    // The throttled fixture: a rate limit, so the limiter-wait counter moves too; and the admin
+    // API, to run a reconciliation (whose drift gauges appear after a run).
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "admin-secret").unwrap();
+    let fixture =
+        std::fs::read_to_string(root.join("tests/fixtures/kafka-throttled.yaml")).unwrap();
+    let daemon_config = dir.path().join("scimflow.yaml");
+    std::fs::write(
+        &daemon_config,
+        format!(
+            "{fixture}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
+            token.display()
+        ),
     )
     .unwrap();
+    let daemon = Daemon::start(&daemon_config, &dir.path().join("data"), &env).unwrap();
 
     let host = daemon.url.trim_start_matches("http://").to_owned();
     let config = format!(
@@ -112,6 +121,16 @@ async fn prometheus_scrapes_every_metric_the_dashboards_and_alerts_use() {
     wait_for_end_state(&scim, &daemon, &scenario.expected, Duration::from_secs(120))
         .await
         .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/targets/demo/reconcile",
+            daemon.admin_url.as_deref().unwrap()
+        ))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
 
     // Every metric the alert rules and the dashboards name.
     let mut wanted =

@@ -190,6 +190,10 @@ pub struct RawReconcile {
     pub page_size: Option<usize>,
     #[serde(default)]
     pub report_unmanaged: bool,
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
+    #[serde(default)]
+    pub repair: bool,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -566,6 +570,11 @@ pub struct ReconcileConfig {
     pub page_size: usize,
     /// Whether accounts this system does not manage are listed in the report (never repaired).
     pub report_unmanaged: bool,
+    /// The daemon reconciles the target this often (`None`: only on demand).
+    pub interval: Option<Duration>,
+    /// Whether scheduled runs also queue the corrective operations (on-demand runs say so
+    /// themselves).
+    pub repair: bool,
 }
 
 impl Default for ReconcileConfig {
@@ -573,6 +582,8 @@ impl Default for ReconcileConfig {
         ReconcileConfig {
             page_size: 100,
             report_unmanaged: false,
+            interval: None,
+            repair: false,
         }
     }
 }

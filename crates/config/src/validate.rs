@@ -736,7 +736,7 @@ fn target(
                 line,
                 r.unknown.keys(),
                 "`reconcile`",
-                &["page_size", "report_unmanaged"],
+                &["page_size", "report_unmanaged", "interval_seconds", "repair"],
                 d,
             );
             let page_size = r.page_size.unwrap_or(100);
@@ -746,9 +746,22 @@ fn target(
                     format!("target `{name}`: reconcile.page_size must be between 1 and 1000"),
                 ));
             }
+            if r.interval_seconds.is_some_and(|s| s < 60) {
+                d.push(
+                    src.diag(
+                        src.key(line, "interval_seconds"),
+                        format!("target `{name}`: reconcile.interval_seconds must be at least 60"),
+                    )
+                    .with_hint("a scan reads every account of the target; leave it out to reconcile only on demand"),
+                );
+            }
             ReconcileConfig {
                 page_size: page_size.clamp(1, 1000),
                 report_unmanaged: r.report_unmanaged,
+                interval: r
+                    .interval_seconds
+                    .map(|s| Duration::from_secs(s.max(60))),
+                repair: r.repair,
             }
         }
     };

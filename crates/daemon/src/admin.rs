@@ -9,6 +9,8 @@
 //! | GET | `/api/v1/dead-letters?target=&class=&subject=&after=&limit=` | read | dead letters, oldest first |
 //! | POST | `/api/v1/dead-letters/redrive`, `…/discard` | operator | by `{"seqs": […]}` or `{"target", "class", "subject"}` or `{"all": true}` |
 //! | POST | `/api/v1/subjects/{subject}/provision` | operator | plan the subject afresh from its latest attributes (`{"target": T}` for one target) |
+//! | POST | `/api/v1/targets/{target}/reconcile` | operator | start a reconciliation run now (`{"repair": true}` queues the fixes); 202 with its run id, 409 while one runs |
+//! | GET | `/api/v1/reconcile` | read | the last run of each target (drift counts, summary) and the runs in progress |
 //! | GET | `/api/v1/deletions?target=` | read | deprovisionings the deletion guard staged |
 //! | POST | `/api/v1/deletions/approve`, `…/reject` | operator | by `{"target", "subject"}` or `{"all": true}` |
 //! | GET | `/api/v1/audit?subject=&target=&outcome=&since=&until=&after=&limit=` | read | audit records |
@@ -51,6 +53,7 @@ pub struct AdminState {
     pub intake_stopped: Arc<AtomicBool>,
     /// Broker reachability (and lag), with the Kafka source.
     pub kafka: Option<scimflow_kafka::LagHandle>,
+    pub reconciler: Arc<crate::reconciler::Reconciler>,
 }
 
 pub fn router(state: AdminState, config: &AdminConfig) -> Router {
@@ -64,6 +67,8 @@ pub fn router(state: AdminState, config: &AdminConfig) -> Router {
         .route("/api/v1/dead-letters/redrive", post(redrive))
         .route("/api/v1/dead-letters/discard", post(discard))
         .route("/api/v1/subjects/{subject}/provision", post(provision))
+        .route("/api/v1/targets/{target}/reconcile", post(reconcile_now))
+        .route("/api/v1/reconcile", get(reconcile_runs))
         .route("/api/v1/deletions", get(deletions))
         .route("/api/v1/deletions/approve", post(approve_deletions))
         .route("/api/v1/deletions/reject", post(reject_deletions))
@@ -727,4 +732,69 @@ async fn reject_deletions(
         }
     }
     Json(json!({"rejected": n})).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileBody {
+    #[serde(default)]
+    repair: bool,
+}
+
+async fn reconcile_now(
+    State(st): State<AdminState>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&st, &headers, AdminRole::Operator) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let b: ReconcileBody = if body.is_empty() {
+        ReconcileBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be {{\"repair\": BOOL}} or empty: {e}"),
+                )
+            }
+        }
+    };
+    let run_id = match st.reconciler.start(&target, b.repair, "admin") {
+        Ok(id) => id,
+        Err(e @ crate::reconciler::StartError::Unknown(_)) => {
+            return error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ crate::reconciler::StartError::Busy(_)) => {
+            return error(StatusCode::CONFLICT, e.to_string())
+        }
+    };
+    let what = format!(
+        "reconciliation {run_id} of `{target}` started{}",
+        if b.repair { " with repair" } else { "" }
+    );
+    if let Err(r) = commit_audited(&st, &who, what, &target, "", Vec::new()).await {
+        return r.into_response();
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"target": target, "run_id": run_id, "repair": b.repair})),
+    )
+        .into_response()
+}
+
+async fn reconcile_runs(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&st, &headers, AdminRole::Read) {
+        return r.into_response();
+    }
+    let running: Vec<&String> = st
+        .pools
+        .keys()
+        .filter(|t| st.reconciler.is_running(t))
+        .collect();
+    Json(json!({"last": st.reconciler.last_runs(), "running": running})).into_response()
 }

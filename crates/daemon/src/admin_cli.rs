@@ -10,15 +10,11 @@ use serde_json::{json, Value};
 /// Where the admin API is and how to authenticate.
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
-    /// Base URL of the daemon's admin listener (`admin.listen`).
-    #[arg(
-        long,
-        env = "SCIMFLOW_ADMIN_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub admin_url: String,
+    /// Base URL of the daemon's admin listener (`admin.listen`; default http://127.0.0.1:8081).
+    #[arg(long, env = "SCIMFLOW_ADMIN_URL", global = true)]
+    pub admin_url: Option<String>,
     /// A file holding the admin bearer token (else `$SCIMFLOW_ADMIN_TOKEN`).
-    #[arg(long, env = "SCIMFLOW_ADMIN_TOKEN_FILE")]
+    #[arg(long, env = "SCIMFLOW_ADMIN_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
 }
 
@@ -28,6 +24,16 @@ pub enum TargetsCommand {
     Pause { target: String },
     /// Start operations for TARGET again.
     Resume { target: String },
+    /// Reconcile TARGET now in the running daemon and wait for the result (drift summary).
+    Reconcile {
+        target: String,
+        /// Queue the corrective operations (they go through normal delivery and the deletion guard).
+        #[arg(long)]
+        repair: bool,
+        /// Return once the run started instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// Which dead letters.
@@ -101,7 +107,12 @@ impl Client {
             .map_err(|e| e.to_string())?;
         Ok(Client {
             http,
-            base: args.admin_url.trim_end_matches('/').to_owned(),
+            base: args
+                .admin_url
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:8081")
+                .trim_end_matches('/')
+                .to_owned(),
             token,
             rt,
         })
@@ -189,8 +200,17 @@ pub fn targets(args: &AdminArgs, cmd: Option<TargetsCommand>, json_out: bool) ->
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Some(TargetsCommand::Reconcile {
+        target,
+        repair,
+        no_wait,
+    }) = &cmd
+    {
+        return reconcile(&c, target, *repair, *no_wait, json_out);
+    }
     let (path, verb) = match &cmd {
         None => (None, ""),
+        Some(TargetsCommand::Reconcile { .. }) => unreachable!("handled above"),
         Some(TargetsCommand::Pause { target }) => {
             (Some(format!("/api/v1/targets/{target}/pause")), "paused")
         }
@@ -548,5 +568,70 @@ pub fn deletions(
             }
             Err(e) => fail(e),
         },
+    }
+}
+
+/// Starts a reconciliation run and (unless `no_wait`) polls until it finished, with a progress
+/// line on a terminal.
+fn reconcile(c: &Client, target: &str, repair: bool, no_wait: bool, json_out: bool) -> ExitCode {
+    use std::io::{IsTerminal as _, Write as _};
+    let started = match c.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/targets/{}/reconcile", url_encode(target)),
+        Some(json!({"repair": repair})),
+    ) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let run_id = started["run_id"].as_str().unwrap_or_default().to_owned();
+    if no_wait {
+        println!("reconciliation {run_id} of {target} started");
+        return ExitCode::SUCCESS;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let begun = std::time::Instant::now();
+    let spinner = ['|', '/', '-', '\\'];
+    let mut i = 0;
+    loop {
+        let v = match c.call(reqwest::Method::GET, "/api/v1/reconcile", None) {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
+        let last = &v["last"][target];
+        if last["run_id"] == run_id.as_str() {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            if json_out {
+                println!("{last}");
+            } else {
+                if let Some(s) = last["summary"].as_str() {
+                    print!("{s}");
+                    if !s.ends_with('\n') {
+                        println!();
+                    }
+                }
+                if repair {
+                    println!(
+                        "queued {} corrective operation(s)",
+                        cell(&last["queued_operations"])
+                    );
+                }
+            }
+            return match last["error"].as_str() {
+                Some(e) => fail(format!("reconciliation {run_id} failed: {e}")),
+                None => ExitCode::SUCCESS,
+            };
+        }
+        if tty {
+            eprint!(
+                "\r{} reconciling {target} ({:.0} s)",
+                spinner[i % spinner.len()],
+                begun.elapsed().as_secs_f64()
+            );
+            let _ = std::io::stderr().flush();
+            i += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }

@@ -17,7 +17,9 @@ use scimflow_config::SecretRef;
 use scimflow_core::source::EventSink;
 use scimflow_delivery::PoolHandle;
 use scimflow_store::ManagedStore;
-use scimflow_telemetry::metrics::{Metrics, PartitionLabels, ReloadLabels, TargetLabel};
+use scimflow_telemetry::metrics::{
+    DriftLabels, Metrics, PartitionLabels, ReloadLabels, TargetLabel,
+};
 
 use crate::embedded::{ingest, rejection_body, IngestError};
 
@@ -40,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Signs audit checkpoints, when a key is configured.
     pub checkpointer: Option<Arc<crate::checkpoint::Checkpointer>>,
+    /// The last reconciliation runs, for their metrics.
+    pub reconciler: Option<Arc<crate::reconciler::Reconciler>>,
 }
 
 /// Builds the router. Ingest bodies are limited to 64 events' worth of the per-event limit.
@@ -281,6 +285,32 @@ async fn metrics(State(st): State<AppState>) -> Response {
             m.staged_deletions
                 .get_or_create(&t)
                 .set(i64::try_from(staged).unwrap_or(i64::MAX));
+        }
+        if let Some(r) = &st.reconciler {
+            for (target, run) in r.last_runs() {
+                let t = TargetLabel {
+                    target: target.clone(),
+                };
+                m.reconcile_last_run
+                    .get_or_create(&t)
+                    .set(run.finished_at.timestamp());
+                m.reconcile_failed
+                    .get_or_create(&t)
+                    .set(i64::from(run.error.is_some()));
+                if let Some(d) = &run.drift {
+                    m.reconcile_duration
+                        .get_or_create(&t)
+                        .set(d.duration_ms as f64 / 1000.0);
+                    for (class, n) in &d.counts {
+                        m.drift
+                            .get_or_create(&DriftLabels {
+                                target: target.clone(),
+                                class: class.as_str(),
+                            })
+                            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                    }
+                }
+            }
         }
         if let Some(c) = &st.checkpointer {
             m.audit_checkpoint_seq

@@ -18,6 +18,7 @@ mod http;
 mod offline;
 mod pipeline;
 mod reconcile_cmd;
+mod reconciler;
 mod reload;
 mod run;
 mod schedule;
@@ -133,7 +134,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<admin_cli::TargetsCommand>,
         /// JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
         admin: admin_cli::AdminArgs,

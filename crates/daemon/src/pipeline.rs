@@ -63,6 +63,8 @@ pub struct Pipeline {
     /// With a partitioned source (Kafka): where queued work came from, and partition ownership.
     ledger: Option<Arc<PartitionLedger>>,
     metrics: Arc<Metrics>,
+    /// The compiled mapping behind the planner, when it is one (reconciliation needs it).
+    mapping: RwLock<Option<Arc<scimflow_mapping::Mapping>>>,
 }
 
 impl Pipeline {
@@ -80,7 +82,22 @@ impl Pipeline {
             max_event_bytes,
             ledger: None,
             metrics: Arc::default(),
+            mapping: RwLock::new(None),
         }
+    }
+
+    /// Plans with `mapping` from now on, and keeps it for reconciliation.
+    pub fn set_mapping(&self, mapping: Arc<scimflow_mapping::Mapping>) {
+        *self.mapping.write().unwrap_or_else(PoisonError::into_inner) = Some(mapping.clone());
+        self.set_planner(mapping);
+    }
+
+    /// The mapping in use, when the planner is a compiled mapping.
+    pub fn mapping(&self) -> Option<Arc<scimflow_mapping::Mapping>> {
+        self.mapping
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Counts inputs into `metrics` (the daemon's registry).

@@ -196,7 +196,7 @@ pub fn reconcile(args: ReconcileArgs) -> ExitCode {
 }
 
 /// `YYYYMMDDTHHMMSSZ-xxxxxx`: sortable, and unique enough for operation ids of one target.
-fn run_id(now: chrono::DateTime<Utc>) -> String {
+pub(crate) fn run_id(now: chrono::DateTime<Utc>) -> String {
     let mut r = [0u8; 3];
     let suffix = match getrandom::fill(&mut r) {
         Ok(()) => hex(&r),
@@ -210,7 +210,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Commits every operation to its queue with an audit record, in atomic batches.
-async fn queue(
+pub(crate) async fn queue(
     store: &dyn scimflow_core::store::Store,
     ops: &[scimflow_core::Operation],
     run_id: &str,

@@ -82,7 +82,7 @@ pub async fn run(
         match loaded {
             Ok((config, mapping)) => {
                 let version = mapping.version().to_owned();
-                pipeline.set_planner(Arc::new(mapping));
+                pipeline.set_mapping(Arc::new(mapping));
                 stats.success.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(trigger = why, mapping_version = %version, "configuration reloaded");
                 let key = connection_key(&config);

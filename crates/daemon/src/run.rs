@@ -142,7 +142,8 @@ async fn build_and_run(
         pool_tasks.push(tokio::spawn(pool.run(pool_shutdown.clone(), DRAIN)));
     }
     let version = mapping.version().to_owned();
-    let planner: Arc<dyn Planner> = Arc::new(mapping);
+    let mapping = Arc::new(mapping);
+    let planner: Arc<dyn Planner> = mapping.clone();
     let mut pipeline = Pipeline::new(
         store.clone(),
         planner,
@@ -154,6 +155,7 @@ async fn build_and_run(
         pipeline = pipeline.with_ledger(l.clone());
     }
     let pipeline = Arc::new(pipeline);
+    pipeline.set_mapping(mapping);
     let sink: Arc<dyn EventSink> = pipeline.clone();
 
     // Spawned: the source. If the store fails (e.g. disk full), intake stops — nothing unpersisted
@@ -237,7 +239,7 @@ async fn build_and_run(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let state = AppState {
+    let mut state = AppState {
         store: managed.clone(),
         sink: sink.clone(),
         ingest_token: config.ingest.token.clone(),
@@ -252,7 +254,18 @@ async fn build_and_run(
         kafka_lag,
         metrics,
         checkpointer: checkpointer.clone(),
+        reconciler: None,
     };
+    // Reconciliation: scheduled per target, and on demand through the admin API.
+    let reconciler = Arc::new(crate::reconciler::Reconciler::new(
+        store.clone(),
+        pipeline.clone(),
+        state.pools.clone(),
+        &config.targets,
+    )?);
+    let reconcile_task = tokio::spawn(reconciler.clone().schedule(shutdown.clone()));
+    state.reconciler = Some(reconciler.clone());
+
     // Spawned: the admin API, on its own listener, when configured.
     let admin = match &config.admin {
         Some(a) => {
@@ -263,6 +276,7 @@ async fn build_and_run(
                 tokens: Arc::new(a.tokens.clone()),
                 intake_stopped: intake_stopped.clone(),
                 kafka: state.kafka_lag.clone(),
+                reconciler: reconciler.clone(),
             };
             let admin_listener = tokio::net::TcpListener::bind(a.listen)
                 .await
@@ -315,6 +329,7 @@ async fn build_and_run(
         let _ = t.await;
     }
     let _ = http.await;
+    let _ = reconcile_task.await;
     if let Some(a) = admin {
         let _ = a.await;
     }

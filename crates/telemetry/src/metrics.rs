@@ -71,6 +71,15 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// `{target, class}` of a reconciliation finding: `missing`, `orphaned`, `unmanaged`,
+/// `attribute_mismatch`, `wrongly_active`, `wrongly_inactive`, `group_membership_missing`,
+/// `group_membership_extra`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    pub target: String,
+    pub class: &'static str,
+}
+
 /// `{topic, partition}` of a Kafka partition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -121,6 +130,10 @@ pub struct Metrics {
     pub queue_oldest_age: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub pool_stopped: Family<TargetLabel, Gauge>,
     pub staged_deletions: Family<TargetLabel, Gauge>,
+    pub drift: Family<DriftLabels, Gauge>,
+    pub reconcile_last_run: Family<TargetLabel, Gauge>,
+    pub reconcile_duration: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub reconcile_failed: Family<TargetLabel, Gauge>,
     pub store_healthy: Gauge,
     pub intake_stopped: Gauge,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
@@ -162,6 +175,10 @@ impl Metrics {
             queue_oldest_age: Family::default(),
             pool_stopped: Family::default(),
             staged_deletions: Family::default(),
+            drift: Family::default(),
+            reconcile_last_run: Family::default(),
+            reconcile_duration: Family::default(),
+            reconcile_failed: Family::default(),
             store_healthy: Gauge::default(),
             intake_stopped: Gauge::default(),
             consumer_lag: Family::default(),
@@ -243,6 +260,28 @@ impl Metrics {
                 "staged_deletions",
                 "Deactivations and deletions the deletion guard holds for an operator's approval, by target",
                 m.staged_deletions.clone(),
+            );
+            r.register(
+                "drift",
+                "Findings of the last reconciliation run, by target and drift class",
+                m.drift.clone(),
+            );
+            r.register_with_unit(
+                "reconcile_last_run_timestamp",
+                "When the last reconciliation run of the target finished (Unix time)",
+                prometheus_client::registry::Unit::Seconds,
+                m.reconcile_last_run.clone(),
+            );
+            r.register_with_unit(
+                "reconcile_duration",
+                "How long the last successful reconciliation run of the target took",
+                prometheus_client::registry::Unit::Seconds,
+                m.reconcile_duration.clone(),
+            );
+            r.register(
+                "reconcile_failed",
+                "1 when the last reconciliation run of the target failed",
+                m.reconcile_failed.clone(),
             );
             r.register(
                 "store_healthy",
