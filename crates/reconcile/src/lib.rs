@@ -383,6 +383,10 @@ impl Run<'_> {
         let entry = &mut self.index.entries[n as usize];
         let subject = entry.subject.to_string();
         if let Some(first) = &entry.account {
+            if &**first == id {
+                // The same account again (a target whose pages shifted during the scan).
+                return Ok(());
+            }
             // A second account for the same subject: reported, never guessed at.
             let detail = format!("a second account for this subject (the first is {first})");
             let mut f = Finding::new(DriftClass::Orphaned);

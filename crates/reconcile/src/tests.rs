@@ -402,3 +402,52 @@ async fn a_target_refusing_the_attributes_parameter_is_read_whole() {
         "{users:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_account_met_twice_is_not_a_second_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    store
+        .commit(vec![Mutation::PutSubject(state(
+            "S1",
+            "hr.worker.hired",
+            "Engineer",
+            "x",
+            "DE",
+        ))])
+        .await
+        .unwrap();
+    let cfg = config("http://127.0.0.1:9", "");
+    let mapping = scimflow_mapping::compile(&cfg).unwrap();
+    let opts = Options::new("r1", "2026-12-01T00:00:00Z".parse().unwrap());
+    let mut run = Run {
+        store: store.as_ref(),
+        mapping: &mapping,
+        target: &cfg.targets[0],
+        opts: &opts,
+        index: Index::default(),
+        report: Report {
+            run_id: "r1".into(),
+            target: "app".into(),
+            mapping_version: String::new(),
+            summary: Drift::new("app", opts.now),
+            findings: BTreeMap::new(),
+            truncated: Vec::new(),
+            desired_errors: Vec::new(),
+            duplicate_groups: Vec::new(),
+            queued_operations: 0,
+            repair_operations: Vec::new(),
+        },
+        operations: Vec::new(),
+    };
+    run.index_subjects(&mut |_| {}).unwrap();
+    // Found by its externalId (unbound), then met again on a shifted page.
+    let account = user("S1", "Engineer", true);
+    run.account(&account).unwrap();
+    run.account(&account).unwrap();
+    assert_eq!(run.report.summary.total(), 0, "{:?}", run.report.findings);
+    let mut other = user("S1", "Engineer", true);
+    other["id"] = json!("id-other");
+    run.account(&other).unwrap();
+    assert_eq!(run.report.summary.count(DriftClass::Orphaned), 1);
+}
