@@ -90,6 +90,11 @@ async fn operators_pause_redrive_discard_and_provision_through_the_admin_api() {
         ),
     );
     assert_ne!(config, quickstart, "the quickstart's auth line changed");
+    // The revoked token below opens the circuit breaker (three 401s); keep its open time short.
+    let config = config.replace(
+        "    concurrency: 4\n",
+        "    concurrency: 4\n    circuit_breaker: { open_seconds: 1 }\n",
+    );
     let config = format!(
         "{config}\nadmin:\n  listen: 127.0.0.1:0\n  max_body_bytes: 1024\n  tokens:\n    \
          - {{ name: ops, role: operator, token: {{ file: {} }} }}\n    \
@@ -625,5 +630,104 @@ async fn reconcile_now_reports_drift_as_metrics_and_repairs_through_delivery() {
     )
     .await;
     assert_eq!(s, 404);
+    daemon.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_stops_sending_to_a_failing_target_probes_and_recovers() {
+    use scimflow_testkit::{FaultRule, ServerOptions, TestServer};
+    let server = TestServer::start(ServerOptions::default()).await;
+    // Six 503s in a row, then a healthy target.
+    server.script(FaultRule::status(503).times(6));
+    let dir = tempfile::tempdir().unwrap();
+    let operator_file = dir.path().join("operator.token");
+    std::fs::write(&operator_file, OPERATOR).unwrap();
+    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    let config = quickstart.replace(
+        "    concurrency: 4\n",
+        "    concurrency: 1\n    circuit_breaker: { failures: 3, open_seconds: 1, max_open_seconds: 2 }\n",
+    );
+    assert_ne!(config, quickstart);
+    let config = format!(
+        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
+         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
+        operator_file.display()
+    );
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config).unwrap();
+    let env = vec![
+        ("SCIM_BASE_URL", server.base_url().to_owned()),
+        ("SCIM_TOKEN", server.token().to_owned()),
+        ("SCIMFLOW_INGEST_TOKEN", INGEST.to_owned()),
+    ];
+    let daemon = Daemon::start(&config_path, &dir.path().join("data"), &env).unwrap();
+    let admin = daemon.admin_url.clone().unwrap();
+    let scenario = Scenario::hr(5, 10, 31);
+    let hires: Vec<Value> = scenario
+        .events
+        .iter()
+        .filter(|e| e["type"] == "hr.worker.hired")
+        .cloned()
+        .collect();
+    post_events(&daemon, &hires).await;
+    until("5 accounts", || async { server.users().len() == 5 }).await;
+
+    // After the third consecutive 503 the breaker opened: only requests that had already passed it
+    // (at most one per other lane: 4 lanes for concurrency 1) went out within its open time (1 s);
+    // then one probe at a time, failing twice (open 1 s, then 2 s), and the third probe succeeded.
+    let log = server.requests();
+    let third = log
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == 503)
+        .nth(2)
+        .map(|(i, _)| i)
+        .expect("three 503s");
+    let opened_at = log[third].at;
+    let early = log[third + 1..]
+        .iter()
+        .take_while(|r| r.at.duration_since(opened_at) < Duration::from_millis(950))
+        .count();
+    assert!(
+        early <= 3,
+        "{early} requests went out while the breaker was open"
+    );
+    let first_ok = log.iter().find(|r| r.status != 503).expect("a success");
+    let outage = first_ok.at.duration_since(log[0].at);
+    assert!(
+        outage >= Duration::from_millis(2900),
+        "probes should have waited 1 s + 2 s: recovered after {outage:?}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let opens: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scimflow_breaker_opens_total{target=\"demo\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no breaker_opens_total:\n{metrics}"));
+    assert!(
+        opens >= 2,
+        "opened by the failures and again by a failed probe: {opens}"
+    );
+    assert!(
+        metrics.contains("scimflow_breaker_state{target=\"demo\"} 0"),
+        "{metrics}"
+    );
+    let (ok, out, _) = cli(&admin, &operator_file, &["targets", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["targets"][0]["breaker"] == "closed", "{v}");
+    // Exactly one account per person.
+    let mut ext: Vec<String> = server
+        .users()
+        .iter()
+        .map(|u| u["externalId"].as_str().unwrap().to_owned())
+        .collect();
+    ext.sort();
+    ext.dedup();
+    assert_eq!(ext.len(), 5);
     daemon.stop().unwrap();
 }

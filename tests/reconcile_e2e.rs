@@ -447,7 +447,7 @@ async fn benchmark_reconcile_20k_accounts() {
     let server = TestServer::start(ServerOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = vec![
+    let env = [
         ("SCIM_BASE_URL", server.base_url().to_owned()),
         ("SCIM_TOKEN", server.token().to_owned()),
         ("SCIMFLOW_INGEST_TOKEN", INGEST_TOKEN.to_owned()),

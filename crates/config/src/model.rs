@@ -160,6 +160,8 @@ pub struct RawTarget {
     pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub deletion_guard: Option<RawDeletionGuard>,
+    #[serde(default)]
+    pub circuit_breaker: Option<RawBreaker>,
     /// Who is provisioned here (an expression; default: everyone).
     #[serde(default)]
     pub scope: Option<Spanned<String>>,
@@ -204,6 +206,22 @@ pub struct RawAuth {
     pub kind: Spanned<String>,
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawBreaker {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub failures: Option<u32>,
+    #[serde(default)]
+    pub auth_failures: Option<u32>,
+    #[serde(default)]
+    pub open_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_open_seconds: Option<u64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -548,6 +566,8 @@ pub struct TargetConfig {
     pub rate_limit: Option<RateLimit>,
     /// Stages mass deprovisioning instead of sending it (`deletion_guard:`); `None` = off.
     pub deletion_guard: Option<DeletionGuardConfig>,
+    /// Stops sending to a failing target for a while (`circuit_breaker:`); `None` = off.
+    pub circuit_breaker: Option<BreakerConfig>,
     pub scope: Option<ExprSource>,
     /// Action for a person who leaves the scope; `None` = leave the account alone.
     pub out_of_scope: Option<OpKind>,
@@ -592,6 +612,29 @@ impl Default for ReconcileConfig {
 pub enum TargetAuth {
     None,
     Bearer(SecretRef),
+}
+
+/// A target's circuit breaker: after `failures` consecutive failed requests (no response, timeout,
+/// 5xx) or `auth_failures` consecutive 401s it opens — no request is sent for `open` — then lets one
+/// probe through (half-open): a success closes it, a failure opens it again for twice as long (at
+/// most `max_open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub failures: u32,
+    pub auth_failures: u32,
+    pub open: Duration,
+    pub max_open: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 10,
+            auth_failures: 3,
+            open: Duration::from_secs(30),
+            max_open: Duration::from_secs(300),
+        }
+    }
 }
 
 /// A target's deletion guard: deactivations and deletions sent within `window` are counted; the

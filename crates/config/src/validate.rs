@@ -170,6 +170,7 @@ const TARGET_KEYS: &[&str] = &[
     "max_attempts",
     "rate_limit",
     "deletion_guard",
+    "circuit_breaker",
     "scope",
     "out_of_scope",
     "lifecycle",
@@ -728,6 +729,60 @@ fn target(
             window: Duration::from_secs(window.max(1)),
         }
     });
+    // On by default: a target that fails every request is left alone for a while.
+    let circuit_breaker = match t.circuit_breaker {
+        None => Some(BreakerConfig::default()),
+        Some(b) => {
+            let (line, _) = src.key(first_line.saturating_sub(1), "circuit_breaker");
+            src.unknown(
+                line,
+                b.unknown.keys(),
+                "`circuit_breaker`",
+                &[
+                    "enabled",
+                    "failures",
+                    "auth_failures",
+                    "open_seconds",
+                    "max_open_seconds",
+                ],
+                d,
+            );
+            let def = BreakerConfig::default();
+            let mut positive = |v: Option<u64>, field: &str, default: u64| match v {
+                Some(0) => {
+                    d.push(src.diag(
+                        src.key(line, field),
+                        format!("target `{name}`: circuit_breaker.{field} must be positive"),
+                    ));
+                    default
+                }
+                Some(n) => n,
+                None => default,
+            };
+            let failures = positive(
+                b.failures.map(u64::from),
+                "failures",
+                u64::from(def.failures),
+            );
+            let auth = positive(
+                b.auth_failures.map(u64::from),
+                "auth_failures",
+                u64::from(def.auth_failures),
+            );
+            let open = positive(b.open_seconds, "open_seconds", def.open.as_secs());
+            let max_open = positive(
+                b.max_open_seconds,
+                "max_open_seconds",
+                def.max_open.as_secs(),
+            );
+            b.enabled.unwrap_or(true).then_some(BreakerConfig {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                auth_failures: u32::try_from(auth).unwrap_or(u32::MAX),
+                open: Duration::from_secs(open),
+                max_open: Duration::from_secs(max_open.max(open)),
+            })
+        }
+    };
     let reconcile = match t.reconcile {
         None => ReconcileConfig::default(),
         Some(r) => {
@@ -736,7 +791,12 @@ fn target(
                 line,
                 r.unknown.keys(),
                 "`reconcile`",
-                &["page_size", "report_unmanaged", "interval_seconds", "repair"],
+                &[
+                    "page_size",
+                    "report_unmanaged",
+                    "interval_seconds",
+                    "repair",
+                ],
                 d,
             );
             let page_size = r.page_size.unwrap_or(100);
@@ -758,9 +818,7 @@ fn target(
             ReconcileConfig {
                 page_size: page_size.clamp(1, 1000),
                 report_unmanaged: r.report_unmanaged,
-                interval: r
-                    .interval_seconds
-                    .map(|s| Duration::from_secs(s.max(60))),
+                interval: r.interval_seconds.map(|s| Duration::from_secs(s.max(60))),
                 repair: r.repair,
             }
         }
@@ -776,6 +834,7 @@ fn target(
         max_attempts: t.max_attempts.unwrap_or(8).max(1),
         rate_limit,
         deletion_guard,
+        circuit_breaker,
         scope: t.scope.as_ref().map(|s| src.expr(s)),
         out_of_scope,
         lifecycle,

@@ -184,6 +184,7 @@ async fn targets(State(st): State<AdminState>, headers: HeaderMap) -> Response {
             "oldest_queued_at": oldest,
             "oldest_age_seconds": oldest.map_or(0.0, |at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
             "paused": p.stats.paused.load(Ordering::SeqCst),
+            "breaker": p.breaker.as_ref().map(|b| b.state().as_str()),
             "stopped": p.stats.stopped_on_error.load(Ordering::SeqCst),
             "applied": p.stats.applied.load(Ordering::Relaxed),
             "noop": p.stats.noop.load(Ordering::Relaxed),

@@ -273,6 +273,11 @@ async fn metrics(State(st): State<AppState>) -> Response {
             m.pool_stopped
                 .get_or_create(&t)
                 .set(i64::from(p.stats.stopped_on_error.load(SeqCst)));
+            if let Some(b) = &p.breaker {
+                m.breaker_state.get_or_create(&t).set(b.state().as_gauge());
+                let c = m.breaker_opens.get_or_create(&t);
+                c.inc_by(b.times_opened().saturating_sub(c.get()));
+            }
             let staged = st
                 .store
                 .scheduled_list(Some(name), usize::MAX)

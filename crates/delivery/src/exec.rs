@@ -4,6 +4,8 @@
 //!
 //! 1. **retry** — exponential backoff with full jitter (`backon`), `Retry-After` honoured, bounded by
 //!    `max_attempts`; the backoff wait holds no concurrency permit;
+//! 1. **circuit breaker** — per target ([`Breaker`]): while open, requests wait (no permit, no token);
+//!    half-open lets one probe through;
 //! 2. **rate limit** — a governor token bucket shared by the whole target; *every* attempt pays;
 //! 3. **concurrency limit** — a semaphore permit held only for the duration of one HTTP request;
 //! 4. **timeout** — per attempt, in the client;
@@ -34,6 +36,7 @@ use scimflow_telemetry::metrics::{Metrics, TargetLabel};
 
 use scimflow_core::trace::TraceParent;
 
+use crate::breaker::{Breaker, Signal};
 use crate::client::{CallError, Reply, ScimClient};
 
 /// What executing one operation did.
@@ -64,6 +67,7 @@ pub struct Executor {
     group_ids: Mutex<HashMap<String, String>>,
     /// Where requests, retries and limiter waits are counted.
     metrics: Arc<Metrics>,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Executor {
@@ -87,7 +91,13 @@ impl Executor {
                 .without_max_times(),
             group_ids: Mutex::default(),
             metrics: Arc::default(),
+            breaker: target.circuit_breaker.map(|c| Arc::new(Breaker::new(c))),
         })
+    }
+
+    /// The target's circuit breaker, when it has one.
+    pub fn breaker(&self) -> Option<&Arc<Breaker>> {
+        self.breaker.as_ref()
     }
 
     /// Counts into `metrics` (the daemon's registry) instead of a private one.
@@ -178,6 +188,10 @@ impl Run<'_> {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, CallError> {
+        let pass = match &self.exec.breaker {
+            Some(b) => Some(b.pass().await),
+            None => None,
+        };
         if let Some(l) = &self.exec.limiter {
             let waited = Instant::now();
             l.until_ready().await;
@@ -227,6 +241,9 @@ impl Run<'_> {
         };
         if let Some(s) = self.last_status {
             span.record("http.status", s);
+        }
+        if let (Some(b), Some(p)) = (&self.exec.breaker, pass) {
+            b.record(p, Signal::of(self.last_status));
         }
         self.exec.metrics.request(
             &self.op.target,

@@ -5,8 +5,10 @@
 //!   and the idempotent create/lookup/bind/converge logic.
 //! * [`client::ScimClient`] — HTTP with auth, no redirects, capped bodies.
 //! * [`classify`] — status and `Retry-After` handling into the closed error classes.
+//! * [`breaker::Breaker`] — stops sending to a target that fails every request, probes, recovers.
 //! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
 
+pub mod breaker;
 pub mod classify;
 pub mod client;
 pub mod exec;

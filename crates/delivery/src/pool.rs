@@ -51,6 +51,8 @@ pub struct PoolHandle {
     pub stats: Arc<PoolStats>,
     /// The target's deletion guard, when configured.
     pub guard: Option<Arc<DeletionGuard>>,
+    /// The target's circuit breaker, when configured.
+    pub breaker: Option<Arc<crate::breaker::Breaker>>,
 }
 
 impl PoolHandle {
@@ -120,6 +122,7 @@ impl TargetPool {
             wake: self.wake.clone(),
             stats: self.stats.clone(),
             guard: self.guard.clone(),
+            breaker: self.exec.breaker().cloned(),
         }
     }
 

@@ -130,6 +130,8 @@ pub struct Metrics {
     pub queue_oldest_age: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub pool_stopped: Family<TargetLabel, Gauge>,
     pub staged_deletions: Family<TargetLabel, Gauge>,
+    pub breaker_state: Family<TargetLabel, Gauge>,
+    pub breaker_opens: Family<TargetLabel, Counter>,
     pub drift: Family<DriftLabels, Gauge>,
     pub reconcile_last_run: Family<TargetLabel, Gauge>,
     pub reconcile_duration: Family<TargetLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -175,6 +177,8 @@ impl Metrics {
             queue_oldest_age: Family::default(),
             pool_stopped: Family::default(),
             staged_deletions: Family::default(),
+            breaker_state: Family::default(),
+            breaker_opens: Family::default(),
             drift: Family::default(),
             reconcile_last_run: Family::default(),
             reconcile_duration: Family::default(),
@@ -260,6 +264,16 @@ impl Metrics {
                 "staged_deletions",
                 "Deactivations and deletions the deletion guard holds for an operator's approval, by target",
                 m.staged_deletions.clone(),
+            );
+            r.register(
+                "breaker_state",
+                "The target's circuit breaker: 0 closed, 1 half-open (probing), 2 open (not sending)",
+                m.breaker_state.clone(),
+            );
+            r.register(
+                "breaker_opens",
+                "Times the target's circuit breaker opened",
+                m.breaker_opens.clone(),
             );
             r.register(
                 "drift",
