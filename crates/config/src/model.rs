@@ -194,6 +194,9 @@ pub struct RawReconcile {
     pub report_unmanaged: bool,
     #[serde(default)]
     pub interval_seconds: Option<u64>,
+    /// `auto` (default), `index` or `cursor`.
+    #[serde(default)]
+    pub pagination: Option<String>,
     #[serde(default)]
     pub repair: bool,
     #[serde(flatten)]
@@ -595,6 +598,21 @@ pub struct ReconcileConfig {
     /// Whether scheduled runs also queue the corrective operations (on-demand runs say so
     /// themselves).
     pub repair: bool,
+    /// How the scan pages through the target.
+    pub pagination: Pagination,
+}
+
+/// How reconciliation pages through a target's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pagination {
+    /// Cursors when the target's `/ServiceProviderConfig` says it supports them (RFC 9865), else
+    /// indexes.
+    #[default]
+    Auto,
+    /// `startIndex` / `count` (RFC 7644 §3.4.2.4).
+    Index,
+    /// `cursor` / `count`, following `nextCursor` (RFC 9865).
+    Cursor,
 }
 
 impl Default for ReconcileConfig {
@@ -604,6 +622,7 @@ impl Default for ReconcileConfig {
             report_unmanaged: false,
             interval: None,
             repair: false,
+            pagination: Pagination::Auto,
         }
     }
 }

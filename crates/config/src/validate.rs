@@ -796,6 +796,7 @@ fn target(
                     "report_unmanaged",
                     "interval_seconds",
                     "repair",
+                    "pagination",
                 ],
                 d,
             );
@@ -820,6 +821,21 @@ fn target(
                 report_unmanaged: r.report_unmanaged,
                 interval: r.interval_seconds.map(|s| Duration::from_secs(s.max(60))),
                 repair: r.repair,
+                pagination: match r.pagination.as_deref() {
+                    None | Some("auto") => Pagination::Auto,
+                    Some("index") => Pagination::Index,
+                    Some("cursor") => Pagination::Cursor,
+                    Some(other) => {
+                        d.push(
+                            src.diag(
+                                src.key(line, "pagination"),
+                                format!("target `{name}`: unknown reconcile.pagination `{other}`"),
+                            )
+                            .with_hint("choose auto, index or cursor"),
+                        );
+                        Pagination::Auto
+                    }
+                },
             }
         }
     };

@@ -130,6 +130,22 @@ fn caller(st: &AdminState, headers: &HeaderMap, need: AdminRole) -> Result<Admin
     Ok(t)
 }
 
+/// An optional JSON body: empty means the defaults; `shape` says what is expected.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {shape} or empty: {e}"),
+        )
+    })
+}
+
 /// Commits `batch` plus the audit record of this admin call.
 async fn commit_audited(
     st: &AdminState,
@@ -466,18 +482,9 @@ async fn provision(
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    let b: ProvisionBody = if body.is_empty() {
-        ProvisionBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body must be {{\"target\": NAME}} or empty: {e}"),
-                )
-            }
-        }
+    let b: ProvisionBody = match optional_body(&body, r#"{"target": NAME}"#) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
     };
     if let Some(t) = &b.target {
         if !st.pools.contains_key(t) {
@@ -752,18 +759,9 @@ async fn reconcile_now(
         Ok(w) => w,
         Err(r) => return r.into_response(),
     };
-    let b: ReconcileBody = if body.is_empty() {
-        ReconcileBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body must be {{\"repair\": BOOL}} or empty: {e}"),
-                )
-            }
-        }
+    let b: ReconcileBody = match optional_body(&body, r#"{"repair": BOOL}"#) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
     };
     let run_id = match st.reconciler.start(&target, b.repair, "admin") {
         Ok(id) => id,

@@ -105,13 +105,15 @@ pub fn reconcile(args: ReconcileArgs) -> ExitCode {
                 format!("reconcile {}: {read} subject(s) read", args.target)
             }
             Progress::Users { read, total } => format!(
-                "reconcile {}: {read}/{} account(s) scanned",
+                "reconcile {}: {}{read}/{} account(s) scanned",
                 args.target,
+                bar(read, total),
                 total.map_or("?".to_owned(), |t| t.to_string())
             ),
             Progress::Groups { read, total } => format!(
-                "reconcile {}: {read}/{} group(s) scanned",
+                "reconcile {}: {}{read}/{} group(s) scanned",
                 args.target,
+                bar(read, total),
                 total.map_or("?".to_owned(), |t| t.to_string())
             ),
         };
@@ -196,6 +198,23 @@ pub fn reconcile(args: ReconcileArgs) -> ExitCode {
 }
 
 /// `YYYYMMDDTHHMMSSZ-xxxxxx`: sortable, and unique enough for operation ids of one target.
+/// `[#######-------------]  35% ` for `read` of `total` (empty when the total is unknown).
+fn bar(read: u64, total: Option<u64>) -> String {
+    const WIDTH: u64 = 24;
+    match total {
+        Some(t) if t > 0 => {
+            let done = (read.min(t) * WIDTH / t) as usize;
+            format!(
+                "[{}{}] {:>3}% ",
+                "#".repeat(done),
+                "-".repeat(WIDTH as usize - done),
+                read.min(t) * 100 / t
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 pub(crate) fn run_id(now: chrono::DateTime<Utc>) -> String {
     let mut r = [0u8; 3];
     let suffix = match getrandom::fill(&mut r) {
@@ -253,4 +272,24 @@ fn write_report(path: &Path, report: &scimflow_reconcile::Report) -> std::io::Re
     f.write_all(b"\n")?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod bar_tests {
+    #[test]
+    fn the_bar_fills_with_the_share_read() {
+        assert_eq!(
+            super::bar(0, Some(10)),
+            format!("[{}]   0% ", "-".repeat(24))
+        );
+        assert_eq!(
+            super::bar(5, Some(10)),
+            format!("[{}{}]  50% ", "#".repeat(12), "-".repeat(12))
+        );
+        assert_eq!(
+            super::bar(12, Some(10)),
+            format!("[{}] 100% ", "#".repeat(24))
+        );
+        assert_eq!(super::bar(3, None), "");
+    }
 }

@@ -145,6 +145,8 @@ struct Run<'a> {
     index: Index,
     report: Report,
     operations: Vec<Operation>,
+    /// Page by cursor (RFC 9865) instead of by index.
+    cursor: bool,
 }
 
 /// Reconciles `target`: reads the desired state from `store` and `mapping`, scans the target with
@@ -161,6 +163,7 @@ pub async fn reconcile(
         return Err(ReconcileError::UnknownTarget(target.name.clone()));
     }
     let started = std::time::Instant::now();
+    let limiter = scan::limiter(target);
     let mut run = Run {
         store,
         mapping,
@@ -180,9 +183,16 @@ pub async fn reconcile(
             repair_operations: Vec::new(),
         },
         operations: Vec::new(),
+        cursor: match target.reconcile.pagination {
+            scimflow_config::Pagination::Index => false,
+            scimflow_config::Pagination::Cursor => true,
+            scimflow_config::Pagination::Auto => {
+                scan::offers_cursors(client, limiter.as_ref()).await
+            }
+        },
     };
+    tracing::debug!(target_name = %target.name, cursor = run.cursor, "reconciliation scan paging");
     run.index_subjects(progress)?;
-    let limiter = scan::limiter(target);
     run.scan_users(client, limiter.as_ref(), progress).await?;
     run.missing()?;
     if mapping.has_group_rules(&target.name) {
@@ -342,6 +352,7 @@ impl Run<'_> {
             &attrs,
             self.target.reconcile.page_size,
             self.target.max_attempts,
+            self.cursor,
         );
         while let Some(page) = pager
             .next_page()
@@ -492,6 +503,7 @@ impl Run<'_> {
             &attrs,
             count,
             self.target.max_attempts,
+            self.cursor,
         );
         let mut seen = vec![0u32; self.index.group_names.len()];
         while let Some(page) = pager

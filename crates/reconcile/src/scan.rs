@@ -1,5 +1,6 @@
-//! Paged reads of a target's `/Users` and `/Groups` (RFC 7644 §3.4.2.4: `startIndex`, 1-based, and
-//! `count`), through the delivery crate's [`ScimClient`] (auth, TLS, no redirects, 4 MiB body cap),
+//! Paged reads of a target's `/Users` and `/Groups` — by index (RFC 7644 §3.4.2.4: `startIndex`,
+//! 1-based, and `count`) or by cursor where the target offers it (RFC 9865: `cursor`, `count`, and
+//! the `nextCursor` of each page; stable under concurrent changes, unlike indexes) — through the delivery crate's [`ScimClient`] (auth, TLS, no redirects, 4 MiB body cap),
 //! paced by the target's `rate_limit` (a governor token bucket, every attempt pays, as in
 //! `scimflow_delivery::exec`) and retried on transient failures (honouring `Retry-After`).
 //!
@@ -25,11 +26,40 @@ pub struct Pager<'a> {
     count: usize,
     /// 1-based index of the next resource to read.
     next: usize,
+    /// Cursor mode: the cursor of the next page (`Some("")` for the first).
+    cursor: Option<String>,
     total: Option<usize>,
     done: bool,
     max_attempts: u32,
     /// Requests sent (attempts included).
     pub requests: u64,
+}
+
+/// Whether the target says it supports cursor pagination (`/ServiceProviderConfig` →
+/// `pagination.cursor: true`, RFC 9865 §3). Any failure to tell means no.
+pub async fn offers_cursors(
+    client: &ScimClient,
+    limiter: Option<&DefaultDirectRateLimiter>,
+) -> bool {
+    if let Some(l) = limiter {
+        l.until_ready().await;
+    }
+    match client
+        .send(Method::GET, "/ServiceProviderConfig", &[], None, None)
+        .await
+    {
+        Ok(reply) => reply
+            .body
+            .as_ref()
+            .and_then(|b| b.get("pagination"))
+            .and_then(|p| p.get("cursor"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        Err(e) => {
+            tracing::debug!(error = %e, "no /ServiceProviderConfig; paging by index");
+            false
+        }
+    }
 }
 
 /// The target's rate limiter, shaped like the executor's.
@@ -53,6 +83,7 @@ impl<'a> Pager<'a> {
         attributes: &[String],
         count: usize,
         max_attempts: u32,
+        cursor: bool,
     ) -> Pager<'a> {
         Pager {
             client,
@@ -61,6 +92,7 @@ impl<'a> Pager<'a> {
             attributes: (!attributes.is_empty()).then(|| attributes.join(",")),
             count: count.max(1),
             next: 1,
+            cursor: cursor.then(String::new),
             total: None,
             done: false,
             max_attempts: max_attempts.max(1),
@@ -81,7 +113,11 @@ impl<'a> Pager<'a> {
         let start = self.next.to_string();
         let count = self.count.to_string();
         let attributes = self.attributes.clone();
-        let mut query: Vec<(&str, &str)> = vec![("startIndex", &start), ("count", &count)];
+        let cursor = self.cursor.clone();
+        let mut query: Vec<(&str, &str)> = match &cursor {
+            Some(c) => vec![("cursor", c), ("count", &count)],
+            None => vec![("startIndex", &start), ("count", &count)],
+        };
         if let Some(a) = &attributes {
             query.push(("attributes", a));
         }
@@ -109,8 +145,16 @@ impl<'a> Pager<'a> {
         };
         self.total = total;
         self.next += resources.len();
-        // Done when the page is empty or everything the target counts has been read.
-        if resources.is_empty() || total.is_none_or(|t| self.next > t) {
+        if cursor.is_some() {
+            // Cursor mode: done when the page has no `nextCursor` (or is empty).
+            match body.get("nextCursor").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() && !resources.is_empty() => {
+                    self.cursor = Some(c.to_owned())
+                }
+                _ => self.done = true,
+            }
+        } else if resources.is_empty() || total.is_none_or(|t| self.next > t) {
+            // Index mode: done when the page is empty or everything the target counts was read.
             self.done = true;
         }
         if resources.is_empty() {

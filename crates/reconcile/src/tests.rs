@@ -311,8 +311,9 @@ async fn the_scan_keeps_to_the_targets_rate_limit_and_rides_out_429s() {
     .await;
     let elapsed = started.elapsed();
     let n = server.requests().len();
-    // 6 user pages (totalResults says when to stop) + 2 group pages.
-    assert_eq!(n, 8, "{:?}", server.requests());
+    // The discovery of `/ServiceProviderConfig` (no cursors offered) + 6 user pages (totalResults
+    // says when to stop) + 2 group pages, all paced by the limit.
+    assert_eq!(n, 9, "{:?}", server.requests());
     assert!(server.requests().iter().all(|q| q.status == 200));
     assert!(
         elapsed >= Duration::from_millis(250 * (n as u64 - 1)),
@@ -439,6 +440,7 @@ async fn the_same_account_met_twice_is_not_a_second_account() {
             repair_operations: Vec::new(),
         },
         operations: Vec::new(),
+        cursor: false,
     };
     run.index_subjects(&mut |_| {}).unwrap();
     // Found by its externalId (unbound), then met again on a shifted page.
@@ -450,4 +452,58 @@ async fn the_same_account_met_twice_is_not_a_second_account() {
     other["id"] = json!("id-other");
     run.account(&other).unwrap();
     assert_eq!(run.report.summary.count(DriftClass::Orphaned), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_offering_cursors_is_paged_by_cursor_and_finds_the_same_drift() {
+    let server = TestServer::start(ServerOptions {
+        cursor_pagination: true,
+        ..open_server()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    seed(&server, store.as_ref()).await;
+    // Pages of 2: several cursors to follow.
+    let (out, _) = run(&server, store.as_ref(), "    reconcile: { page_size: 2 }\n").await;
+    assert_eq!(out.report.summary.accounts_scanned, 6);
+    assert_eq!(
+        out.report.summary.total(),
+        8,
+        "the same findings as by index"
+    );
+    let queries: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with("/Users"))
+        .map(|q| q.query.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(queries.len(), 3, "6 accounts, 2 per page: {queries:?}");
+    assert!(
+        queries[0].contains("cursor=&") || queries[0].starts_with("cursor=&"),
+        "{queries:?}"
+    );
+    assert!(
+        queries[1].contains("cursor=c2") && queries[2].contains("cursor=c4"),
+        "{queries:?}"
+    );
+    assert!(
+        queries.iter().all(|q| !q.contains("startIndex")),
+        "{queries:?}"
+    );
+
+    // Told to page by index, the same target is read by index.
+    server.clear_requests();
+    let (out, _) = run(
+        &server,
+        store.as_ref(),
+        "    reconcile: { page_size: 2, pagination: index }\n",
+    )
+    .await;
+    assert_eq!(out.report.summary.total(), 8);
+    assert!(server
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with("/Users"))
+        .all(|q| q.query.as_deref().unwrap_or("").contains("startIndex=")));
 }

@@ -164,7 +164,27 @@ impl Shared {
                 })
                 .transpose()
         };
-        let start = int("startIndex")?.unwrap_or(1).max(1) as usize;
+        let cursor = get("cursor");
+        if cursor.is_some() && !self.opts.cursor_pagination {
+            return Err(ScimError::new(
+                400,
+                Some("invalidValue"),
+                "cursor pagination is not supported",
+            ));
+        }
+        // A cursor is opaque to clients: here `c` + the 0-based offset of the page.
+        let start = match cursor {
+            Some("") => 1,
+            Some(c) => {
+                c.strip_prefix('c')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        ScimError::new(400, Some("invalidCursor"), format!("unknown cursor {c:?}"))
+                    })?
+                    + 1
+            }
+            None => int("startIndex")?.unwrap_or(1).max(1) as usize,
+        };
         let max = self.opts.max_page_size;
         let count = int("count")?.map_or(max, |c| (c.max(0) as usize).min(max));
         let data = self.data.lock().expect("data lock");
@@ -174,13 +194,20 @@ impl Shared {
         };
         let all = coll.select(filter.as_ref(), self.opts.case_sensitive_filters);
         let page: Vec<&Value> = all.iter().skip(start - 1).take(count).copied().collect();
-        let body = json!({
+        let mut body = json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
             "totalResults": all.len(),
-            "startIndex": start,
             "itemsPerPage": page.len(),
             "Resources": page,
         });
+        if cursor.is_some() {
+            let next = start - 1 + page.len();
+            if next < all.len() && !page.is_empty() {
+                body["nextCursor"] = json!(format!("c{next}"));
+            }
+        } else {
+            body["startIndex"] = json!(start);
+        }
         Ok(scim_json(StatusCode::OK, &body))
     }
 
@@ -326,6 +353,13 @@ async fn service_provider_config(State(s): S) -> Response {
             "filter": {"supported": true, "maxResults": s.opts.max_page_size},
             "changePassword": {"supported": false},
             "sort": {"supported": false},
+            "pagination": {
+                "cursor": s.opts.cursor_pagination,
+                "index": true,
+                "defaultPaginationMethod": "index",
+                "defaultPageSize": s.opts.max_page_size,
+                "maxPageSize": s.opts.max_page_size,
+            },
             "etag": {"supported": false},
             "authenticationSchemes": [{
                 "type": "oauthbearertoken",

@@ -117,6 +117,9 @@ pub struct ServerOptions {
     pub max_page_size: usize,
     /// Send a `Location` header on 201. Default true.
     pub send_location: bool,
+    /// Offer cursor pagination (RFC 9865) in `/ServiceProviderConfig` and answer `cursor=` lists
+    /// with `nextCursor` (default false: a `cursor` parameter is refused with 400).
+    pub cursor_pagination: bool,
 }
 
 impl Default for ServerOptions {
@@ -132,6 +135,7 @@ impl Default for ServerOptions {
             rate_limit: None,
             max_page_size: 100,
             send_location: true,
+            cursor_pagination: false,
         }
     }
 }
