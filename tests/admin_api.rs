@@ -348,6 +348,28 @@ async fn operators_pause_redrive_discard_and_provision_through_the_admin_api() {
     );
     let all = v.to_string();
     assert!(!all.contains(OPERATOR) && !all.contains(READER) && !all.contains("scim-token"));
+    // The CLI mirror: `audit query --live` reads the same records from the running daemon.
+    let (ok, out, err) = cli(
+        &admin,
+        &reader_file,
+        &["audit", "query", "--live", "--outcome", "admin", "--json"],
+    );
+    assert!(ok, "{err}");
+    let live = json_lines(&out);
+    assert_eq!(live.len(), records.len(), "{out}");
+    assert!(live
+        .iter()
+        .zip(records)
+        .all(|(a, b)| a["seq"] == b["seq"] && a["hash"] == b["hash"]));
+    let (ok, out, _) = cli(
+        &admin,
+        &reader_file,
+        &["audit", "query", "--live", "--subject", victim_subject],
+    );
+    assert!(
+        ok && out.starts_with("SEQ") && out.contains(victim_subject),
+        "{out}"
+    );
     daemon.stop().unwrap();
 }
 

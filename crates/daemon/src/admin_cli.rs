@@ -637,3 +637,48 @@ fn reconcile(c: &Client, target: &str, repair: bool, no_wait: bool, json_out: bo
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// `scimflow audit query --live`: the records matching `f` from the running daemon
+/// (`GET /api/v1/audit`, paged with `after`), at most `limit`.
+pub fn audit_query(
+    args: &AdminArgs,
+    f: &scimflow_core::audit::AuditFilter,
+    limit: usize,
+) -> Result<Vec<scimflow_core::AuditRecord>, String> {
+    let c = Client::new(args)?;
+    let mut params: Vec<String> = Vec::new();
+    for (k, v) in [
+        ("subject", f.subject.clone()),
+        ("target", f.target.clone()),
+        ("outcome", f.outcome.clone()),
+        ("since", f.since.map(|t| t.to_rfc3339())),
+        ("until", f.until.map(|t| t.to_rfc3339())),
+    ] {
+        if let Some(v) = v {
+            params.push(format!("{k}={}", url_encode(&v)));
+        }
+    }
+    let mut out = Vec::new();
+    let mut after: Option<u64> = None;
+    while out.len() < limit {
+        let mut q = params.clone();
+        q.push(format!("limit={}", (limit - out.len()).min(1000)));
+        if let Some(a) = after {
+            q.push(format!("after={a}"));
+        }
+        let v = c.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/audit?{}", q.join("&")),
+            None,
+        )?;
+        let page: Vec<scimflow_core::AuditRecord> = serde_json::from_value(v["records"].clone())
+            .map_err(|e| format!("the daemon answered records this build cannot read: {e}"))?;
+        let Some(last) = page.last().map(|r| r.seq) else {
+            break;
+        };
+        after = Some(last);
+        out.extend(page);
+    }
+    out.truncate(limit);
+    Ok(out)
+}

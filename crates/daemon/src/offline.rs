@@ -42,6 +42,12 @@ pub enum AuditCommand {
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+        /// Ask the running daemon's admin API instead of opening the store (needs
+        /// `SCIMFLOW_ADMIN_URL` / `--admin-url` and a token).
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        admin: crate::admin_cli::AdminArgs,
     },
     /// Check the hash chain and the signed checkpoints; report the first bad record.
     Verify {
@@ -186,12 +192,18 @@ pub fn audit(cmd: AuditCommand) -> ExitCode {
             filter,
             limit,
             json,
+            live,
+            admin,
         } => {
-            let s = match open(&store) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
+            let records = if live {
+                crate::admin_cli::audit_query(&admin, &filter.filter(), limit)
+            } else {
+                match open(&store) {
+                    Ok(s) => query(s.as_ref(), &filter.filter(), limit),
+                    Err(e) => Err(e),
+                }
             };
-            match query(s.as_ref(), &filter.filter(), limit) {
+            match records {
                 Ok(records) if json => {
                     for r in &records {
                         println!("{}", serde_json::to_string(r).expect("serializes"));
