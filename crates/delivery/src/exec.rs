@@ -65,6 +65,9 @@ pub struct Executor {
     backoff: backon::ExponentialBuilder,
     /// Group `displayName` → id on this target (dropped on 404).
     group_ids: Mutex<HashMap<String, String>>,
+    /// One find-or-create at a time per group name, so that concurrent first members of a new
+    /// group create it once (the others find it).
+    group_creation: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Where requests, retries and limiter waits are counted.
     metrics: Arc<Metrics>,
     breaker: Option<Arc<Breaker>>,
@@ -90,6 +93,7 @@ impl Executor {
                 .with_jitter()
                 .without_max_times(),
             group_ids: Mutex::default(),
+            group_creation: Mutex::default(),
             metrics: Arc::default(),
             breaker: target.circuit_breaker.map(|c| Arc::new(Breaker::new(c))),
         })
@@ -347,7 +351,26 @@ impl Run<'_> {
                 Ok(Outcome::NoOp)
             };
         };
-        let group = match self.find_group(&name).await? {
+        // An add may create the group: find-or-create one at a time per name (a removal never
+        // creates, and a cached id needs no lock).
+        let creation = if add {
+            let lock = self
+                .exec
+                .group_creation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(name.clone())
+                .or_default()
+                .clone();
+            Some(lock.lock_owned().await)
+        } else {
+            None
+        };
+        let found = self.find_group(&name).await?;
+        if found.is_some() {
+            drop(creation);
+        }
+        let group = match found {
             Some(g) => g,
             None if add => {
                 let body = json!({
@@ -771,5 +794,74 @@ mod tests {
             &json!({"userName": "x"}),
             &k("externalId", "E1", true)
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_members_of_a_new_group_create_it_once() {
+        use scimflow_testkit::{ServerOptions, TestServer};
+        // Like scim2-server: a second group of the same name is accepted, so only the executor can
+        // keep the racing members from creating one each.
+        let server = TestServer::start(ServerOptions {
+            token: String::new(),
+            allow_duplicate_group_names: true,
+            ..ServerOptions::default()
+        })
+        .await;
+        let yaml = format!(
+            "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    concurrency: 8\n    \
+             lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
+             externalId: event.subject\n      userName: event.subject\n",
+            server.base_url()
+        );
+        let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
+        let exec = Arc::new(Executor::new(&cfg.targets[0]).unwrap());
+        let ids: Vec<String> = (0..8)
+            .map(|i| {
+                let u = server.insert_user(json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": format!("u{i}"),
+                    "externalId": format!("E{i}"),
+                }));
+                u["id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let runs = ids.iter().enumerate().map(|(i, id)| {
+            let exec = exec.clone();
+            let op = Operation {
+                id: format!("e{i}@app#+dept-x"),
+                target: "app".into(),
+                subject: format!("E{i}"),
+                event_id: format!("e{i}"),
+                event_kind: "hr.worker.hired".into(),
+                event_time: None,
+                planned_at: chrono::Utc::now(),
+                kind: OpKind::GroupAdd,
+                resource: json!({}),
+                matching: Vec::new(),
+                mapping_version: String::new(),
+                traceparent: None,
+                group: Some("dept-x".into()),
+                create_only: Vec::new(),
+                patch: None,
+                manager_subject: None,
+                alternatives: Default::default(),
+                origin: None,
+            };
+            let id = id.clone();
+            async move { exec.execute(&op, Some(id), None).await }
+        });
+        let reports = futures::future::join_all(runs).await;
+        assert!(
+            reports.iter().all(|r| r.outcome == Outcome::Applied),
+            "{reports:#?}"
+        );
+        let groups = server.groups();
+        assert_eq!(
+            groups.len(),
+            1,
+            "one group, not one per racing member: {groups:#?}"
+        );
+        let members = groups[0]["members"].as_array().unwrap();
+        assert_eq!(members.len(), 8, "{groups:#?}");
     }
 }

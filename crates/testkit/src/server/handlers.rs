@@ -218,7 +218,9 @@ impl Shared {
         data.version += 1;
         let v = self.prepare(kind, m, &id, None, data.version)?;
         let coll = data.coll(kind);
-        if let Some(detail) = coll.conflict(&v, None) {
+        // Some servers (scim2-server among them) accept a second group of the same name.
+        let duplicates_allowed = kind == Kind::Group && self.opts.allow_duplicate_group_names;
+        if let Some(detail) = coll.conflict(&v, None).filter(|_| !duplicates_allowed) {
             return Err(self.conflict_error(detail));
         }
         coll.put(v.clone());

@@ -120,6 +120,8 @@ pub struct ServerOptions {
     /// Offer cursor pagination (RFC 9865) in `/ServiceProviderConfig` and answer `cursor=` lists
     /// with `nextCursor` (default false: a `cursor` parameter is refused with 400).
     pub cursor_pagination: bool,
+    /// Accept a group whose `displayName` another group has (default false: 409 `uniqueness`).
+    pub allow_duplicate_group_names: bool,
 }
 
 impl Default for ServerOptions {
@@ -136,6 +138,7 @@ impl Default for ServerOptions {
             max_page_size: 100,
             send_location: true,
             cursor_pagination: false,
+            allow_duplicate_group_names: false,
         }
     }
 }
