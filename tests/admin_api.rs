@@ -49,6 +49,41 @@ async fn call(method: &str, url: String, token: Option<&str>, body: Option<Value
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Writes `dir/config.yaml`: the quickstart with `edits` applied (each must change it) and an
+/// `admin:` section on 127.0.0.1:0 with `admin_extra` lines and one token per `(name, role, file)`.
+fn admin_config(
+    dir: &Path,
+    edits: &[(&str, &str)],
+    admin_extra: &str,
+    tokens: &[(&str, &str, &Path)],
+) -> std::path::PathBuf {
+    let mut config = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    for (from, to) in edits {
+        let changed = config.replace(from, to);
+        assert_ne!(changed, config, "the quickstart no longer holds {from:?}");
+        config = changed;
+    }
+    config.push_str(&format!(
+        "\nadmin:\n  listen: 127.0.0.1:0\n{admin_extra}  tokens:\n"
+    ));
+    for (name, role, file) in tokens {
+        config.push_str(&format!(
+            "    - {{ name: {name}, role: {role}, token: {{ file: {} }} }}\n",
+            file.display()
+        ));
+    }
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A file holding `token`.
+fn token_file(dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, token).unwrap();
+    p
+}
+
 async fn post_events(daemon: &Daemon, events: &[Value]) {
     let (status, body) = call(
         "POST",
@@ -73,36 +108,29 @@ async fn operators_pause_redrive_discard_and_provision_through_the_admin_api() {
     let scim =
         Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, v).unwrap();
-        p
-    };
-    let scim_token = write("scim.token", "scim-token");
-    let operator_file = write("operator.token", OPERATOR);
-    let reader_file = write("reader.token", READER);
-    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
-    let config = quickstart.replace(
-        "auth: { type: bearer, token: { env: SCIM_TOKEN } }",
-        &format!(
-            "auth: {{ type: bearer, token: {{ file: {} }} }}",
-            scim_token.display()
-        ),
+    let scim_token = token_file(dir.path(), "scim.token", "scim-token");
+    let operator_file = token_file(dir.path(), "operator.token", OPERATOR);
+    let reader_file = token_file(dir.path(), "reader.token", READER);
+    let auth = format!(
+        "auth: {{ type: bearer, token: {{ file: {} }} }}",
+        scim_token.display()
     );
-    assert_ne!(config, quickstart, "the quickstart's auth line changed");
-    // The revoked token below opens the circuit breaker (three 401s); keep its open time short.
-    let config = config.replace(
-        "    concurrency: 4\n",
-        "    concurrency: 4\n    circuit_breaker: { open_seconds: 1 }\n",
+    let config_path = admin_config(
+        dir.path(),
+        &[
+            ("auth: { type: bearer, token: { env: SCIM_TOKEN } }", &auth),
+            // The revoked token below opens the circuit breaker (three 401s); keep it short.
+            (
+                "    concurrency: 4\n",
+                "    concurrency: 4\n    circuit_breaker: { open_seconds: 1 }\n",
+            ),
+        ],
+        "  max_body_bytes: 1024\n",
+        &[
+            ("ops", "operator", &operator_file),
+            ("viewer", "read", &reader_file),
+        ],
     );
-    let config = format!(
-        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  max_body_bytes: 1024\n  tokens:\n    \
-         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n    \
-         - {{ name: viewer, role: read, token: {{ file: {} }} }}\n",
-        operator_file.display(),
-        reader_file.display()
-    );
-    let config_path = write("config.yaml", &config);
     let daemon = Daemon::start(
         &config_path,
         &dir.path().join("data"),
@@ -378,23 +406,18 @@ async fn the_deletion_guard_stages_mass_deprovisioning_until_an_operator_decides
     let scim =
         Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let operator_file = dir.path().join("operator.token");
-    std::fs::write(&operator_file, OPERATOR).unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
+    let operator_file = token_file(dir.path(), "operator.token", OPERATOR);
     // At most 3 deprovisionings per hour on `demo` (10 people: the percentage rule, from its
     // default min_count of 10 on, does not come into play before the count rule).
-    let config = quickstart.replace(
-        "    concurrency: 4\n",
-        "    concurrency: 4\n    deletion_guard: { max_count: 3, window_seconds: 3600 }\n",
+    let config_path = admin_config(
+        dir.path(),
+        &[(
+            "    concurrency: 4\n",
+            "    concurrency: 4\n    deletion_guard: { max_count: 3, window_seconds: 3600 }\n",
+        )],
+        "",
+        &[("ops", "operator", &operator_file)],
     );
-    assert_ne!(config, quickstart);
-    let config = format!(
-        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
-         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
-        operator_file.display()
-    );
-    let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, config).unwrap();
     let daemon = Daemon::start(
         &config_path,
         &dir.path().join("data"),
@@ -556,16 +579,8 @@ async fn reconcile_now_reports_drift_as_metrics_and_repairs_through_delivery() {
     let scim =
         Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let operator_file = dir.path().join("operator.token");
-    std::fs::write(&operator_file, OPERATOR).unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
-    let config = format!(
-        "{quickstart}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
-         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
-        operator_file.display()
-    );
-    let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, config).unwrap();
+    let operator_file = token_file(dir.path(), "operator.token", OPERATOR);
+    let config_path = admin_config(dir.path(), &[], "", &[("ops", "operator", &operator_file)]);
     let daemon = Daemon::start(
         &config_path,
         &dir.path().join("data"),
@@ -662,22 +677,17 @@ async fn the_circuit_breaker_stops_sending_to_a_failing_target_probes_and_recove
     // Six 503s in a row, then a healthy target.
     server.script(FaultRule::status(503).times(6));
     let dir = tempfile::tempdir().unwrap();
-    let operator_file = dir.path().join("operator.token");
-    std::fs::write(&operator_file, OPERATOR).unwrap();
-    let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
-    let config = quickstart.replace(
-        "    concurrency: 4\n",
-        "    concurrency: 1\n    circuit_breaker: { failures: 3, open_seconds: 1, max_open_seconds: 2 }\n",
+    let operator_file = token_file(dir.path(), "operator.token", OPERATOR);
+    let config_path = admin_config(
+        dir.path(),
+        &[(
+            "    concurrency: 4\n",
+            "    concurrency: 1\n    circuit_breaker: { failures: 3, open_seconds: 1, max_open_seconds: 2 }\n",
+        )],
+        "",
+        &[("ops", "operator", &operator_file)],
     );
-    assert_ne!(config, quickstart);
-    let config = format!(
-        "{config}\nadmin:\n  listen: 127.0.0.1:0\n  tokens:\n    \
-         - {{ name: ops, role: operator, token: {{ file: {} }} }}\n",
-        operator_file.display()
-    );
-    let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, config).unwrap();
-    let env = vec![
+    let env = [
         ("SCIM_BASE_URL", server.base_url().to_owned()),
         ("SCIM_TOKEN", server.token().to_owned()),
         ("SCIMFLOW_INGEST_TOKEN", INGEST.to_owned()),
