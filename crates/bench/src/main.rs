@@ -57,6 +57,8 @@ enum Scenario {
     Latency(scenarios::latency::Args),
     /// Consume-to-durable throughput from a pre-filled topic, delivery throttled.
     Consume(scenarios::consume::Args),
+    /// Request rate against a configured `rate_limit`, over whole windows, and 429s caused by us.
+    Rate(scenarios::rate::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Throughput(a) => scenarios::throughput::run(&cli.common, a).await,
             Scenario::Latency(a) => scenarios::latency::run(&cli.common, a).await,
             Scenario::Consume(a) => scenarios::consume::run(&cli.common, a).await,
+            Scenario::Rate(a) => scenarios::rate::run(&cli.common, a).await,
         }
     })?;
     println!();

@@ -2,4 +2,5 @@
 
 pub mod consume;
 pub mod latency;
+pub mod rate;
 pub mod throughput;

@@ -677,7 +677,13 @@ fn target(
         if r.per_second > 0.0 && r.per_second.is_finite() {
             Some(RateLimit {
                 per_second: r.per_second,
-                burst: r.burst.unwrap_or(1).max(1),
+                // Default: a twentieth of a second's worth (at least 1). With a burst of 1 the
+                // limiter loses every token a late wake-up misses (measured: -3.5% at 200/s); a
+                // few saved-up tokens make the long-run rate exact (scimflow-loadgen rate).
+                burst: r
+                    .burst
+                    .unwrap_or_else(|| (r.per_second / 20.0).ceil().clamp(1.0, 1000.0) as u32)
+                    .max(1),
             })
         } else {
             d.push(src.diag(
@@ -1405,5 +1411,27 @@ targets:
             .join("\n");
         let text = load_str(&none, "c.yaml", &env).unwrap_err().to_string();
         assert!(text.contains("`admin` has no `tokens`"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use crate::load_str;
+
+    fn with(rate_limit: &str) -> crate::RateLimit {
+        let yaml = format!(
+            "version: 1\ntargets:\n  demo:\n    base_url: https://scim.example.com/v2\n    rate_limit: {rate_limit}\n    lifecycle:\n      hr.worker.hired: upsert\n    user:\n      externalId: event.data.employeeId\n      userName: event.data.email\n"
+        );
+        load_str(&yaml, "c.yaml", &|_| None).unwrap().targets[0]
+            .rate_limit
+            .unwrap()
+    }
+
+    #[test]
+    fn the_default_burst_is_a_twentieth_of_a_second_and_at_least_one() {
+        assert_eq!(with("{ per_second: 200 }").burst, 10);
+        assert_eq!(with("{ per_second: 5 }").burst, 1);
+        assert_eq!(with("{ per_second: 0.5 }").burst, 1);
+        assert_eq!(with("{ per_second: 200, burst: 1 }").burst, 1);
     }
 }

@@ -30,7 +30,7 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<String> {
         "produced {n} events in {:.2} s; starting scimflow (target throttled to 1 request/s)",
         t.elapsed().as_secs_f64()
     );
-    let mut daemon = env.start_daemon("consume", 4, Some(1))?;
+    let mut daemon = env.start_daemon("consume", 4, Some((1, 1)))?;
     let listening = daemon.started.elapsed().as_secs_f64();
     let mut first: Option<(Instant, u64)> = None;
     let mut last_change = (Instant::now(), 0u64);
