@@ -152,6 +152,11 @@ impl Env {
             concurrency,
             rate_limit,
         );
+        self.start_daemon_yaml(group, &yaml)
+    }
+
+    /// Writes `yaml` as the config and starts the daemon on the data directory `{group}-data`.
+    pub fn start_daemon_yaml(&self, group: &str, yaml: &str) -> anyhow::Result<Daemon> {
         let config = self.dir.path().join(format!("{group}.yaml"));
         std::fs::write(&config, yaml)?;
         Daemon::start(
@@ -321,6 +326,11 @@ impl Daemon {
             }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn check_alive(&mut self) -> anyhow::Result<()> {

@@ -57,6 +57,8 @@ enum Scenario {
     Latency(scenarios::latency::Args),
     /// Consume-to-durable throughput from a pre-filled topic, delivery throttled.
     Consume(scenarios::consume::Args),
+    /// Restart with a large durable backlog: time to first dispatch and peak memory.
+    Backlog(scenarios::backlog::Args),
     /// Request rate against a configured `rate_limit`, over whole windows, and 429s caused by us.
     Rate(scenarios::rate::Args),
 }
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Latency(a) => scenarios::latency::run(&cli.common, a).await,
             Scenario::Consume(a) => scenarios::consume::run(&cli.common, a).await,
             Scenario::Rate(a) => scenarios::rate::run(&cli.common, a).await,
+            Scenario::Backlog(a) => scenarios::backlog::run(&cli.common, a).await,
         }
     })?;
     println!();
