@@ -52,12 +52,17 @@ struct State {
     open: HashMap<Partition, BTreeMap<i64, usize>>,
     /// For partitions not owned here: the group's committed offset, when last looked up.
     committed_elsewhere: HashMap<Partition, i64>,
+    /// Operations being delivered right now, per partition (between [`PartitionLedger::start`]
+    /// and [`PartitionLedger::finish`]).
+    in_flight: HashMap<Partition, usize>,
 }
 
 /// Partition ownership and open operations; shared by the source, the pipeline and the pools.
 #[derive(Debug, Default)]
 pub struct PartitionLedger {
     state: Mutex<State>,
+    /// Signalled when an in-flight delivery finishes.
+    idle: std::sync::Condvar,
 }
 
 impl PartitionLedger {
@@ -172,6 +177,59 @@ impl PartitionLedger {
             .is_some_and(|&resumed| prior.offset >= resumed)
     }
 
+    /// Decides about a queued operation from `pos` like [`disposition`](Self::disposition), and
+    /// when it is to be delivered counts it as in flight until [`finish`](Self::finish) — in the
+    /// same step, so a revocation either happens first (and it is held) or waits for it.
+    pub fn start(&self, pos: &SourcePosition) -> Disposition {
+        let d = self.disposition(pos);
+        if d == Disposition::Deliver {
+            let mut st = self.state();
+            // Ownership may have been revoked between the two locks: look again under this one.
+            let key = (pos.topic.clone(), pos.partition);
+            if st.owned.get(&key).is_none_or(|&r| pos.offset < r) {
+                return Disposition::Hold;
+            }
+            *st.in_flight.entry(key).or_default() += 1;
+        }
+        d
+    }
+
+    /// A delivery counted by [`start`](Self::start) ended (whatever its outcome).
+    pub fn finish(&self, pos: &SourcePosition) {
+        let mut st = self.state();
+        let key = (pos.topic.clone(), pos.partition);
+        if let Some(n) = st.in_flight.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                st.in_flight.remove(&key);
+            }
+        }
+        drop(st);
+        self.idle.notify_all();
+    }
+
+    /// Waits until no delivery from `partitions` is in flight, at most `timeout`; returns whether
+    /// they are idle. A revoked partition's next owner must not race a delivery still running here
+    /// (it could apply an older change after the owner applied a newer one).
+    pub fn wait_idle(&self, partitions: &[(String, i32)], timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.state();
+        loop {
+            if partitions.iter().all(|p| !st.in_flight.contains_key(p)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .idle
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     /// Open operations in total (for metrics and tests).
     pub fn open_count(&self) -> usize {
         self.state().open.values().flat_map(|o| o.values()).sum()
@@ -188,6 +246,27 @@ mod tests {
             partition: p,
             offset: o,
         }
+    }
+
+    #[test]
+    fn a_revocation_waits_for_deliveries_in_flight_and_stops_new_ones() {
+        let l = std::sync::Arc::new(PartitionLedger::new());
+        l.assigned("t", 0, 0);
+        l.opened(&pos(0, 5));
+        l.opened(&pos(0, 6));
+        assert_eq!(l.start(&pos(0, 5)), Disposition::Deliver);
+        l.revoked("t", 0);
+        // Not started before the revocation: held.
+        assert_eq!(l.start(&pos(0, 6)), Disposition::Hold);
+        let part = vec![("t".to_owned(), 0)];
+        assert!(!l.wait_idle(&part, std::time::Duration::from_millis(20)));
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            l2.finish(&pos(0, 5));
+        });
+        assert!(l.wait_idle(&part, std::time::Duration::from_secs(5)));
+        t.join().unwrap();
     }
 
     #[test]

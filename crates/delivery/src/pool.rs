@@ -172,7 +172,7 @@ impl TargetPool {
                     continue;
                 };
                 let disposition = match (&self.ledger, &q.op.origin) {
-                    (Some(ledger), Some(pos)) => ledger.disposition(pos),
+                    (Some(ledger), Some(pos)) => ledger.start(pos),
                     _ => Disposition::Deliver,
                 };
                 if disposition == Disposition::Hold {
@@ -191,7 +191,11 @@ impl TargetPool {
                     let r = if disposition == Disposition::HandOver {
                         hand_over(store, exec.metrics(), stats, &q).await
                     } else {
-                        run_one(store, exec, stats, guard.as_deref(), q.clone()).await
+                        let r = run_one(store, exec, stats, guard.as_deref(), q.clone()).await;
+                        if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
+                            ledger.finish(pos);
+                        }
+                        r
                     };
                     if r.is_ok() {
                         if let (Some(ledger), Some(pos)) = (ledger, &q.op.origin) {

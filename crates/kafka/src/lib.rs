@@ -228,6 +228,22 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            // Stop delivering their work first, and let what is in flight finish (bounded), so the
+            // next owner never races a delivery still running here.
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            for (t, p) in &parts {
+                self.ledger.revoked(t, *p);
+            }
+            if !self.ledger.wait_idle(&parts, REVOKE_DRAIN) {
+                tracing::warn!(
+                    partitions = parts.len(),
+                    "deliveries of revoked partitions still running after {REVOKE_DRAIN:?}; the next owner may repeat them"
+                );
+            }
             // Commit what is safe (durable, and no queued operation left behind) while the
             // partitions are still ours; the next owner resumes there.
             self.commit(consumer, Some(tpl), CommitMode::Sync);
@@ -242,9 +258,6 @@ impl ConsumerContext for SourceContext {
                     c.durable_next.remove(&key);
                     c.committed.remove(&key);
                 }
-            }
-            for e in tpl.elements() {
-                self.ledger.revoked(e.topic(), e.partition());
             }
             tracing::info!(partitions = tpl.count(), "kafka partitions revoked");
         }
@@ -301,6 +314,9 @@ pub struct KafkaSource {
 /// How often safe offsets are committed, and how often the committed offsets of partitions
 /// whose queued work is held here are looked up.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a revocation waits for deliveries of its partitions still in flight (well inside
+/// `max.poll.interval.ms`; a request times out after the target's `timeout_ms`, 10 s by default).
+const REVOKE_DRAIN: Duration = Duration::from_secs(15);
 const HELD_LOOKUP_EVERY: u32 = 5;
 
 /// The librdkafka settings scimflow uses, before the config's `options` (which win). Does not
