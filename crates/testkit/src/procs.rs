@@ -413,28 +413,15 @@ impl Scim2Server {
     fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_DEADLINE;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
-        let child = self.child.as_mut().expect("spawned");
-        wait_tcp(addr, deadline, child, &self.log_path, "scim2-server")?;
-        loop {
-            let last = match http10_status(addr, "/v2/ServiceProviderConfig", &self.token) {
-                Ok(200) => return Ok(()),
-                Ok(s) => format!("status {s}"),
-                Err(e) => e.to_string(),
-            };
-            check_alive(
-                self.child.as_mut().expect("spawned"),
-                &self.log_path,
-                "scim2-server",
-            )?;
-            if Instant::now() >= deadline {
-                kill_child(&mut self.child);
-                bail!(
-                    "scim2-server not ready within {READY_DEADLINE:?} ({last}); log: {}",
-                    self.log_path.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_http_200(
+            addr,
+            "/v2/ServiceProviderConfig",
+            &self.token,
+            deadline,
+            &mut self.child,
+            &self.log_path,
+            "scim2-server",
+        )
     }
 
     /// The server's port.
@@ -596,6 +583,35 @@ impl Drop for Scim2Server {
     }
 }
 
+/// Waits until the child listens on `addr` and `GET path` answers 200; kills it on the deadline.
+fn wait_http_200(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    deadline: Instant,
+    child: &mut Option<Child>,
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    wait_tcp(addr, deadline, child.as_mut().expect("spawned"), log, what)?;
+    loop {
+        let last = match http10_status(addr, path, token) {
+            Ok(200) => return Ok(()),
+            Ok(s) => format!("status {s}"),
+            Err(e) => e.to_string(),
+        };
+        check_alive(child.as_mut().expect("spawned"), log, what)?;
+        if Instant::now() >= deadline {
+            kill_child(child);
+            bail!(
+                "{what} not ready within {READY_DEADLINE:?} ({last}); log: {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Status code of a blocking HTTP/1.0 GET with a bearer token.
 fn http10_status(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -670,31 +686,16 @@ impl Prometheus {
         };
         let deadline = Instant::now() + READY_DEADLINE;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p.port));
-        wait_tcp(
+        wait_http_200(
             addr,
+            "/-/ready",
+            "",
             deadline,
-            p.child.as_mut().expect("spawned"),
+            &mut p.child,
             &p.log_path,
             "prometheus",
         )?;
-        loop {
-            if let Ok(200) = http10_status(addr, "/-/ready", "") {
-                return Ok(p);
-            }
-            check_alive(
-                p.child.as_mut().expect("spawned"),
-                &p.log_path,
-                "prometheus",
-            )?;
-            if Instant::now() >= deadline {
-                kill_child(&mut p.child);
-                bail!(
-                    "prometheus not ready within {READY_DEADLINE:?}; log: {}",
-                    p.log_path.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok(p)
     }
 
     /// Where Prometheus logs.
