@@ -384,13 +384,14 @@ fn open_ledger(store: &dyn Store, config: &Config) -> anyhow::Result<Arc<Partiti
 }
 
 fn halt(flag: &AtomicBool, e: &anyhow::Error) {
-    flag.store(true, Ordering::SeqCst);
+    // Logged before readiness and metrics show it, so whoever sees those finds the reason logged.
     tracing::error!(
         error = format!("{e:#}"),
         "INTAKE STOPPED: the store cannot persist; nothing more is consumed or acknowledged. \
          Readiness now fails. Fix the cause (e.g. free disk space) and restart scimflow: it resumes \
          from what was durably recorded"
     );
+    flag.store(true, Ordering::SeqCst);
 }
 
 async fn shutdown_signal() {
