@@ -26,5 +26,5 @@ pub mod trace;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditRecord};
 pub use event::{Event, EventOrigin, RejectedEvent, Staleness, SubjectState};
-pub use op::{OpKind, Operation, QueuedOp, ScheduledOp};
+pub use op::{OpKind, Operation, QueuedOp, RetryState, ScheduledOp};
 pub use outcome::{ErrorClass, Outcome};

@@ -124,6 +124,27 @@ pub struct Operation {
     /// and for effective-dated operations, which stay with the instance that scheduled them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<crate::partition::SourcePosition>,
+    /// Delivery state of an operation whose attempts failed transiently and which waits, parked in
+    /// the durable queue, for its next try (`None`: never tried, or not parked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryState>,
+}
+
+/// Why and until when a queued operation is parked (kept with it in the durable queue, so a
+/// restart neither forgets the backoff nor starts the attempt count again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// Attempts made so far, over every dispatch.
+    pub attempts: u32,
+    /// How often it was parked (the parking backoff's exponent).
+    pub parks: u32,
+    /// When the first attempt failed (retrying gives up `give_up_after` later).
+    pub first_failure: DateTime<Utc>,
+    /// Not tried again before this time.
+    pub next_try: DateTime<Utc>,
+    /// The last failure: error class, and status when there was a response (no target text: that
+    /// stays in logs and, if it ends there, in the dead letter).
+    pub last_error: String,
 }
 
 /// An operation as it sits in a target's durable queue.

@@ -30,6 +30,9 @@ pub enum Mutation {
     Enqueue(Operation),
     /// Removes a finished operation from its target's queue.
     Dequeue { target: String, seq: u64 },
+    /// Replaces the queued operation at `seq` in place, keeping its position (a parked retry
+    /// records its [`RetryState`](crate::RetryState)); nothing happens if it is no longer queued.
+    Requeue { seq: u64, op: Operation },
     /// Binds a subject to its resource id on a target.
     Bind {
         target: String,

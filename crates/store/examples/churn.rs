@@ -111,6 +111,7 @@ fn operation(i: u64, a: &Args) -> Operation {
         manager_subject: None,
         alternatives: Default::default(),
         origin: None,
+        retry: None,
     }
 }
 

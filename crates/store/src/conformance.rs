@@ -29,6 +29,7 @@ pub async fn run_all<S: Store + Clone>(make: impl Fn(&Path) -> S) {
     receipts_in_batch_order(&make).await;
     queue_order_and_isolation(&make).await;
     dequeue_is_idempotent(&make).await;
+    requeue_in_place(&make).await;
     bindings(&make).await;
     subjects(&make).await;
     subject_scan_pages(&make).await;
@@ -68,6 +69,7 @@ fn op(target: &str, id: &str) -> Operation {
         manager_subject: None,
         alternatives: Default::default(),
         origin: None,
+        retry: None,
     }
 }
 
@@ -355,6 +357,77 @@ pub async fn queue_order_and_isolation<S: Store + Clone>(make: &impl Fn(&Path) -
         Vec::new()
     );
     assert_eq!(store.queue_scan("crm", None, 0).unwrap(), Vec::new());
+}
+
+/// A requeue overwrites the entry at its position (order and count unchanged), survives a reopen,
+/// and never brings back an entry already dequeued (in an earlier batch or the same one).
+pub async fn requeue_in_place<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
+    let dir = tempdir();
+    let store = make(dir.path());
+    let r = commit(
+        &store,
+        vec![
+            Mutation::Enqueue(op("t", "1")),
+            Mutation::Enqueue(op("t", "2")),
+            Mutation::Enqueue(op("t", "3")),
+        ],
+    )
+    .await;
+    let (s1, s2, s3) = (r.queue_seqs[0].1, r.queue_seqs[1].1, r.queue_seqs[2].1);
+    let mut parked = op("t", "1");
+    parked.retry = Some(scimflow_core::RetryState {
+        attempts: 3,
+        parks: 1,
+        first_failure: time(),
+        next_try: time() + chrono::Duration::seconds(30),
+        last_error: "retryable 503".into(),
+    });
+    commit(
+        &store,
+        vec![Mutation::Requeue {
+            seq: s1,
+            op: parked.clone(),
+        }],
+    )
+    .await;
+    let q = store.queue_scan("t", None, 10).unwrap();
+    assert_eq!(q.len(), 3, "requeue: the count is unchanged");
+    assert_eq!(store.queue_len("t").unwrap(), 3);
+    assert_eq!(q[0].seq, s1, "requeue: the position is kept");
+    assert_eq!(q[0].op, parked, "requeue: the entry is replaced");
+    // Dequeued earlier, or dequeued then requeued in one batch: stays gone.
+    commit(
+        &store,
+        vec![Mutation::Dequeue {
+            target: "t".into(),
+            seq: s2,
+        }],
+    )
+    .await;
+    commit(
+        &store,
+        vec![
+            Mutation::Requeue {
+                seq: s2,
+                op: op("t", "2"),
+            },
+            Mutation::Dequeue {
+                target: "t".into(),
+                seq: s3,
+            },
+            Mutation::Requeue {
+                seq: s3,
+                op: op("t", "3"),
+            },
+        ],
+    )
+    .await;
+    assert_eq!(store.queue_len("t").unwrap(), 1, "requeue: never resurrects");
+    drop(store);
+    let store = make(dir.path());
+    let q = store.queue_scan("t", None, 10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].op, parked, "requeue: durable across a reopen");
 }
 
 /// Dequeuing a missing or already-dequeued position succeeds and leaves the count right.

@@ -394,6 +394,14 @@ pub(crate) fn prepare(batch: Vec<Mutation>) -> Result<Vec<Prepared>, StoreError>
                     check_target(&target)?;
                     Prepared::Dequeue { target, seq }
                 }
+                Mutation::Requeue { seq, op } => {
+                    check_target(&op.target)?;
+                    Prepared::Requeue {
+                        value: encode("queued operation", &op)?,
+                        target: op.target,
+                        seq,
+                    }
+                }
                 Mutation::Bind {
                     target,
                     subject,

@@ -71,7 +71,7 @@
 //! | `meta:seq:audit` | literal | BE: last audit sequence number (kept when records are deleted, so truncation shows) | any batch with `Audit` |
 //! | `meta:log_consumed` | literal | BE: highest `upto` ever consumed | `LogConsumed` |
 //! | `subj:` | `subj:{subject}` | [`SubjectState`](scimflow_core::SubjectState) JSON | `PutSubject` |
-//! | `q:` | `q:{target}\0{seq BE}` | [`Operation`](scimflow_core::Operation) JSON | `Enqueue` (insert), `Dequeue` (remove) |
+//! | `q:` | `q:{target}\0{seq BE}` | [`Operation`](scimflow_core::Operation) JSON | `Enqueue` (insert), `Requeue` (overwrite if present: a parked retry's state), `Dequeue` (remove) |
 //! | `bind:` | `bind:{target}\0{subject}` | resource id, UTF-8 | `Bind` (insert), `Unbind` (remove) |
 //! | `audit:` | `audit:{seq BE}`, from 1 | [`AuditRecord`](scimflow_core::AuditRecord) JSON, chained with `AuditRecord::chain` | `Audit` |
 //! | `rej:` | `rej:{seq BE}`, from 1 | [`RejectedEvent`](scimflow_core::RejectedEvent) JSON | `Reject` |

@@ -59,6 +59,7 @@ macro_rules! all_conformance_tests {
             receipts_in_batch_order,
             queue_order_and_isolation,
             dequeue_is_idempotent,
+            requeue_in_place,
             bindings,
             subjects,
             subject_scan_pages,

@@ -24,6 +24,12 @@ pub(crate) enum Prepared {
     Enqueue { target: String, value: Vec<u8> },
     /// Remove a queue entry (missing is fine).
     Dequeue { target: String, seq: u64 },
+    /// Overwrite a queue entry that is still there (missing: nothing happens).
+    Requeue {
+        target: String,
+        seq: u64,
+        value: Vec<u8>,
+    },
     /// Number, chain and store an audit entry.
     Audit(Box<AuditEntry>),
     /// Store an encoded rejected input.
@@ -233,6 +239,19 @@ impl<D: Durable> Writer<D> {
                                 txn.remove(key.clone())?;
                             }
                             queue_present.insert(key, false);
+                        }
+                        Prepared::Requeue { target, seq, value } => {
+                            let key = keys::queue(&target, seq);
+                            let present = match queue_present.get(&key) {
+                                Some(p) => *p,
+                                None => txn
+                                    .contains(&key)
+                                    .map_err(|e| format!("reading a queue entry failed: {e}"))?,
+                            };
+                            if present {
+                                txn.put(key.clone(), value)?;
+                                queue_present.insert(key, true);
+                            }
                         }
                         Prepared::Audit(entry) => {
                             st.audit += 1;

@@ -50,6 +50,7 @@ fn op(id: &str) -> Operation {
         manager_subject: None,
         alternatives: Default::default(),
         origin: None,
+        retry: None,
     }
 }
 
