@@ -109,6 +109,18 @@ enum Command {
         #[command(flatten)]
         store: offline::StoreArgs,
     },
+    /// List one target's queued operations in delivery order, as JSON lines, from a stopped
+    /// daemon's store; parked ones show their attempts, next try and last error.
+    Queue {
+        #[command(flatten)]
+        store: offline::StoreArgs,
+        /// The target.
+        #[arg(long)]
+        target: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// List operations held for a future time (effective dating), earliest first.
     Scheduled {
         #[command(flatten)]
@@ -240,5 +252,10 @@ fn main() -> ExitCode {
         } => admin_cli::provision(&admin, &subject, target.as_deref()),
         Command::Reconcile(args) => reconcile_cmd::reconcile(args),
         Command::Scheduled { store, target } => offline::scheduled(&store, target.as_deref()),
+        Command::Queue {
+            store,
+            target,
+            limit,
+        } => offline::queue(&store, &target, limit),
     }
 }

@@ -523,6 +523,54 @@ pub fn scheduled_json(s: &scimflow_core::ScheduledOp) -> serde_json::Value {
     })
 }
 
+/// One queued operation as JSON (for `scimflow queue`): position, what, and its retry state when
+/// it is parked.
+pub fn queued_json(q: &scimflow_core::QueuedOp) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "seq": q.seq,
+        "target": q.op.target,
+        "subject": q.op.subject,
+        "operation": q.op.kind.as_str(),
+        "group": q.op.group,
+        "event_id": q.op.event_id,
+        "op_id": q.op.id,
+        "planned_at": q.op.planned_at,
+    });
+    if let Some(r) = &q.op.retry {
+        v["attempts"] = r.attempts.into();
+        v["parks"] = r.parks.into();
+        v["first_failure"] = serde_json::json!(r.first_failure);
+        v["next_try"] = serde_json::json!(r.next_try);
+        v["last_error"] = r.last_error.clone().into();
+    }
+    v
+}
+
+/// `scimflow queue --target T`: a stopped daemon's queued operations for one target, in delivery
+/// order, as JSON lines (parked ones with their attempts and next try); at most `limit`.
+pub fn queue(args: &StoreArgs, target: &str, limit: usize) -> ExitCode {
+    let s = match open(args) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut cursor = None;
+    let mut left = limit;
+    while left > 0 {
+        match s.queue_scan(target, cursor, left.min(1000)) {
+            Ok(items) if items.is_empty() => break,
+            Ok(items) => {
+                for q in &items {
+                    println!("{}", queued_json(q));
+                    cursor = Some(q.seq);
+                }
+                left -= items.len();
+            }
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// `scimflow scheduled`: operations held for a future time, earliest first, as JSON lines.
 pub fn scheduled(args: &StoreArgs, target: Option<&str>) -> ExitCode {
     let s = match open(args) {

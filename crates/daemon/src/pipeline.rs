@@ -398,6 +398,7 @@ fn plan_dead_letter(
             manager_subject: None,
             alternatives: Default::default(),
             origin: None,
+            retry: None,
         },
         failed_at: Utc::now(),
         class: scimflow_core::ErrorClass::Permanent,

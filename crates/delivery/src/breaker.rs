@@ -113,6 +113,14 @@ impl Breaker {
         }
     }
 
+    /// How long the breaker stays open from now (`None`: not open).
+    pub fn open_remaining(&self) -> Option<Duration> {
+        match &*self.lock() {
+            Inner::Open { until, .. } => Some(until.saturating_duration_since(Instant::now())),
+            _ => None,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

@@ -136,7 +136,9 @@ impl TargetPool {
         let mut busy: HashSet<String> = HashSet::new();
         // Lanes whose head belongs to a partition not owned here (re-checked every round).
         let mut held: Vec<String> = Vec::new();
-        let mut tasks: JoinSet<Result<String, String>> = JoinSet::new();
+        let mut tasks: JoinSet<Result<(String, Option<QueuedOp>), String>> = JoinSet::new();
+        // Lanes whose head is parked, by next try (the head stays in its lane meanwhile).
+        let mut parked: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
         loop {
             // Refill the in-memory window from the durable queue.
             if loaded < self.window {
@@ -162,6 +164,15 @@ impl TargetPool {
                     }
                 }
             }
+            // Lanes whose parked head is due go back in line.
+            let now = Utc::now();
+            parked.retain(|(due, subject)| {
+                let keep = *due > now;
+                if !keep {
+                    order.push_back(subject.clone());
+                }
+                keep
+            });
             // Start the head of every idle lane, up to the lane limit (none while paused).
             order.extend(held.drain(..));
             while busy.len() < self.max_lanes && !self.stats.paused.load(Ordering::SeqCst) {
@@ -171,6 +182,11 @@ impl TargetPool {
                 let Some(q) = lanes.get(&subject).and_then(|l| l.front()).cloned() else {
                     continue;
                 };
+                // Loaded parked from the queue (e.g. after a restart): wait for its next try.
+                if let Some(due) = q.op.retry.as_ref().map(|r| r.next_try).filter(|d| *d > now) {
+                    parked.push((due, subject));
+                    continue;
+                }
                 let disposition = match (&self.ledger, &q.op.origin) {
                     (Some(ledger), Some(pos)) => ledger.start(pos),
                     _ => Disposition::Deliver,
@@ -189,7 +205,7 @@ impl TargetPool {
                 );
                 tasks.spawn(async move {
                     let r = if disposition == Disposition::HandOver {
-                        hand_over(store, exec.metrics(), stats, &q).await
+                        hand_over(store, exec.metrics(), stats, &q).await.map(|()| None)
                     } else {
                         let r = run_one(store, exec, stats, guard.as_deref(), q.clone()).await;
                         if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
@@ -197,18 +213,27 @@ impl TargetPool {
                         }
                         r
                     };
-                    if r.is_ok() {
+                    if matches!(r, Ok(None)) {
                         if let (Some(ledger), Some(pos)) = (ledger, &q.op.origin) {
                             ledger.closed(pos);
                         }
                     }
-                    r.map(|()| subject)
+                    r.map(|parked| (subject, parked))
                 });
             }
             tokio::select! {
                 Some(done) = tasks.join_next() => {
                     match done {
-                        Ok(Ok(subject)) => {
+                        Ok(Ok((subject, Some(requeued)))) => {
+                            // Parked: the lane keeps its (updated) head and waits for the next try.
+                            busy.remove(&subject);
+                            let due = requeued.op.retry.as_ref().map_or(Utc::now(), |r| r.next_try);
+                            if let Some(head) = lanes.get_mut(&subject).and_then(|l| l.front_mut()) {
+                                *head = requeued;
+                            }
+                            parked.push((due, subject));
+                        }
+                        Ok(Ok((subject, None))) => {
                             busy.remove(&subject);
                             loaded -= 1;
                             let lane = lanes.get_mut(&subject).expect("lane of a running op");
@@ -232,6 +257,7 @@ impl TargetPool {
                     }
                 }
                 _ = self.wake.notified() => {}
+                _ = next_due(&parked) => {}
                 // Safety net: re-scan periodically even without a wake-up.
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => break,
@@ -254,7 +280,7 @@ async fn run_one(
     stats: Arc<PoolStats>,
     guard: Option<&DeletionGuard>,
     q: QueuedOp,
-) -> Result<(), String> {
+) -> Result<Option<QueuedOp>, String> {
     let op = &q.op;
     if let (Some(g), true) = (guard, op.kind.is_deprovision()) {
         if let Admission::Stage(why) = g
@@ -285,7 +311,7 @@ async fn run_one(
             ];
             store.commit(batch).await.map_err(|e| e.to_string())?;
             stats.staged.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(None);
         }
     }
     let bound = store
@@ -305,6 +331,24 @@ async fn run_one(
     );
     scimflow_telemetry::otlp::set_parent(&span, op.traceparent.as_deref());
     let report = exec.execute(op, bound, manager).instrument(span).await;
+    if let Some(state) = &report.park {
+        // Not finished: keep it in the queue, in place, with its retry state (and any binding
+        // learned on the way); no terminal audit record yet.
+        if let Some(e) = &report.error {
+            tracing::info!(target_name = %op.target, op = %op.id, attempts = state.attempts, next_try = %state.next_try, class = e.class.as_str(), status = ?e.status, error = %e, "operation parked until its next try");
+        }
+        let mut requeued = q.clone();
+        requeued.op.retry = Some(state.clone());
+        let mut batch = vec![Mutation::Requeue {
+            seq: q.seq,
+            op: requeued.op.clone(),
+        }];
+        if report.binding_changed {
+            batch.push(binding_mutation(op, report.bound_id.as_deref()));
+        }
+        store.commit(batch).await.map_err(|e| e.to_string())?;
+        return Ok(Some(requeued));
+    }
     let batch = outcome_batch(&q, &report);
     match &report.outcome {
         Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
@@ -318,8 +362,34 @@ async fn run_one(
     store
         .commit(batch)
         .await
-        .map(|_| ())
+        .map(|_| None)
         .map_err(|e| e.to_string())
+}
+
+/// Sleeps until the earliest parked lane is due (forever when none is).
+async fn next_due(parked: &[(chrono::DateTime<Utc>, String)]) {
+    match parked.iter().map(|(due, _)| *due).min() {
+        Some(due) => {
+            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The mutation that records a changed binding (`None`: the account is gone).
+fn binding_mutation(op: &Operation, bound: Option<&str>) -> Mutation {
+    match bound {
+        Some(id) => Mutation::Bind {
+            target: op.target.clone(),
+            subject: op.subject.clone(),
+            id: id.to_owned(),
+        },
+        None => Mutation::Unbind {
+            target: op.target.clone(),
+            subject: op.subject.clone(),
+        },
+    }
 }
 
 /// Counts a finished operation: by outcome and final status class; for a confirmed change, the
@@ -409,17 +479,7 @@ pub fn outcome_batch(q: &QueuedOp, r: &ExecReport) -> Vec<Mutation> {
         seq: q.seq,
     }];
     if r.binding_changed {
-        batch.push(match &r.bound_id {
-            Some(id) => Mutation::Bind {
-                target: op.target.clone(),
-                subject: op.subject.clone(),
-                id: id.clone(),
-            },
-            None => Mutation::Unbind {
-                target: op.target.clone(),
-                subject: op.subject.clone(),
-            },
-        });
+        batch.push(binding_mutation(op, r.bound_id.as_deref()));
     }
     if let (Outcome::Failed(class), Some(e)) = (&r.outcome, &r.error) {
         batch.push(Mutation::DeadLetter(DeadLetter {

@@ -659,6 +659,7 @@ impl Run<'_> {
                 BTreeMap::new()
             },
             origin: None,
+            retry: None,
         }
     }
 }

@@ -59,6 +59,7 @@ fn operation(i: u64) -> Operation {
         manager_subject: None,
         alternatives: Default::default(),
         origin: None,
+        retry: None,
     }
 }
 
