@@ -162,6 +162,8 @@ pub struct RawTarget {
     pub deletion_guard: Option<RawDeletionGuard>,
     #[serde(default)]
     pub circuit_breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub adaptive_concurrency: Option<RawAdaptiveConcurrency>,
     /// Who is provisioned here (an expression; default: everyone).
     #[serde(default)]
     pub scope: Option<Spanned<String>>,
@@ -209,6 +211,22 @@ pub struct RawAuth {
     pub kind: Spanned<String>,
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawAdaptiveConcurrency {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub initial: Option<usize>,
+    #[serde(default)]
+    pub min: Option<usize>,
+    #[serde(default)]
+    pub decrease_factor: Option<f64>,
+    #[serde(default)]
+    pub latency_factor: Option<f64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -571,6 +589,9 @@ pub struct TargetConfig {
     pub deletion_guard: Option<DeletionGuardConfig>,
     /// Stops sending to a failing target for a while (`circuit_breaker:`); `None` = off.
     pub circuit_breaker: Option<BreakerConfig>,
+    /// Learns how many requests in flight the target takes, up to `concurrency`
+    /// (`adaptive_concurrency:`); `None` = off (always `concurrency`).
+    pub adaptive_concurrency: Option<AdaptiveConcurrency>,
     pub scope: Option<ExprSource>,
     /// Action for a person who leaves the scope; `None` = leave the account alone.
     pub out_of_scope: Option<OpKind>,
@@ -643,6 +664,37 @@ pub struct BreakerConfig {
     pub auth_failures: u32,
     pub open: Duration,
     pub max_open: Duration,
+}
+
+/// A target's adaptive concurrency: the limit on requests in flight starts at `initial` and moves
+/// between `min` and the target's `concurrency` — +1 after a window of answers in which the limit
+/// was used, ×`decrease_factor` on a 429 (or a profile's throttling status), no answer (timeout,
+/// connection failure), 503/504, or a window whose mean latency exceeds `latency_factor` × the
+/// baseline. The algorithm is described in `crates/delivery/src/adaptive.rs`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveConcurrency {
+    pub initial: usize,
+    pub min: usize,
+    pub decrease_factor: f64,
+    pub latency_factor: f64,
+}
+
+impl AdaptiveConcurrency {
+    /// `initial` when not given: this, or `concurrency` when that is lower.
+    pub const DEFAULT_INITIAL: usize = 4;
+    pub const DEFAULT_MIN: usize = 1;
+    pub const DEFAULT_DECREASE_FACTOR: f64 = 0.5;
+    pub const DEFAULT_LATENCY_FACTOR: f64 = 2.0;
+
+    /// The defaults for a target whose `concurrency` is `max`.
+    pub fn defaults(max: usize) -> Self {
+        AdaptiveConcurrency {
+            initial: Self::DEFAULT_INITIAL.min(max).max(1),
+            min: Self::DEFAULT_MIN,
+            decrease_factor: Self::DEFAULT_DECREASE_FACTOR,
+            latency_factor: Self::DEFAULT_LATENCY_FACTOR,
+        }
+    }
 }
 
 impl Default for BreakerConfig {

@@ -171,6 +171,7 @@ const TARGET_KEYS: &[&str] = &[
     "rate_limit",
     "deletion_guard",
     "circuit_breaker",
+    "adaptive_concurrency",
     "scope",
     "out_of_scope",
     "lifecycle",
@@ -789,6 +790,10 @@ fn target(
             })
         }
     };
+    let adaptive_concurrency = match t.adaptive_concurrency {
+        None => Some(AdaptiveConcurrency::defaults(concurrency.clamp(1, 256))),
+        Some(a) => adaptive_concurrency(src, &name, first_line, concurrency.clamp(1, 256), a, d),
+    };
     let reconcile = match t.reconcile {
         None => ReconcileConfig::default(),
         Some(r) => {
@@ -857,6 +862,7 @@ fn target(
         rate_limit,
         deletion_guard,
         circuit_breaker,
+        adaptive_concurrency,
         scope: t.scope.as_ref().map(|s| src.expr(s)),
         out_of_scope,
         lifecycle,
@@ -865,6 +871,82 @@ fn target(
         manager: t.manager.as_ref().map(|m| src.expr(m)),
         groups,
         reconcile,
+    })
+}
+
+/// A target's `adaptive_concurrency:` section (on by default; `enabled: false` turns it off).
+/// `max` is the target's `concurrency`, the limit's ceiling.
+fn adaptive_concurrency(
+    src: &Source,
+    name: &str,
+    first_line: u64,
+    max: usize,
+    a: RawAdaptiveConcurrency,
+    d: &mut Vec<Diagnostic>,
+) -> Option<AdaptiveConcurrency> {
+    let (line, _) = src.key(first_line.saturating_sub(1), "adaptive_concurrency");
+    src.unknown(
+        line,
+        a.unknown.keys(),
+        "`adaptive_concurrency`",
+        &[
+            "enabled",
+            "initial",
+            "min",
+            "decrease_factor",
+            "latency_factor",
+        ],
+        d,
+    );
+    let def = AdaptiveConcurrency::defaults(max);
+    let mut bad = |field: &str, why: String| {
+        d.push(src.diag(
+            src.key(line, field),
+            format!("target `{name}`: adaptive_concurrency.{field} {why}"),
+        ));
+    };
+    let min = a.min.unwrap_or(def.min);
+    if min == 0 || min > max {
+        bad(
+            "min",
+            format!("must be between 1 and the target's concurrency ({max})"),
+        );
+    }
+    let min = min.clamp(1, max);
+    let initial = a.initial.unwrap_or(def.initial.max(min));
+    if initial < min || initial > max {
+        bad(
+            "initial",
+            format!("must be between min ({min}) and the target's concurrency ({max})"),
+        );
+    }
+    let decrease_factor = a.decrease_factor.unwrap_or(def.decrease_factor);
+    if !(decrease_factor > 0.0 && decrease_factor < 1.0) {
+        bad(
+            "decrease_factor",
+            "must be above 0 and below 1 (0.5 halves the limit)".into(),
+        );
+    }
+    let latency_factor = a.latency_factor.unwrap_or(def.latency_factor);
+    if !(latency_factor > 1.0 && latency_factor.is_finite()) {
+        bad(
+            "latency_factor",
+            "must be above 1 (2.0: a window twice as slow as the baseline)".into(),
+        );
+    }
+    a.enabled.unwrap_or(true).then_some(AdaptiveConcurrency {
+        initial: initial.clamp(min, max),
+        min,
+        decrease_factor: if decrease_factor > 0.0 && decrease_factor < 1.0 {
+            decrease_factor
+        } else {
+            def.decrease_factor
+        },
+        latency_factor: if latency_factor > 1.0 && latency_factor.is_finite() {
+            latency_factor
+        } else {
+            def.latency_factor
+        },
     })
 }
 
