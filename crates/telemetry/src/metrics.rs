@@ -25,6 +25,14 @@ pub struct TargetLabel {
     pub target: String,
 }
 
+/// `{target, reason}` of a lowered concurrency limit: `reason` is `rate_limited`, `no_response`,
+/// `unavailable` or `latency`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConcurrencyDecreaseLabels {
+    pub target: String,
+    pub reason: &'static str,
+}
+
 /// `{source, result}` of an input: `source` is `kafka`, `embedded` or `http`; `result` is
 /// `accepted`, `rejected`, `stale` or `duplicate`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +139,9 @@ pub struct Metrics {
     pub pool_stopped: Family<TargetLabel, Gauge>,
     pub staged_deletions: Family<TargetLabel, Gauge>,
     pub breaker_state: Family<TargetLabel, Gauge>,
+    /// The target's current limit on requests in flight (adaptive or fixed).
+    pub concurrency_limit: Family<TargetLabel, Gauge>,
+    pub concurrency_decreases: Family<ConcurrencyDecreaseLabels, Counter>,
     pub breaker_opens: Family<TargetLabel, Counter>,
     pub drift: Family<DriftLabels, Gauge>,
     pub reconcile_last_run: Family<TargetLabel, Gauge>,
@@ -178,6 +189,8 @@ impl Metrics {
             pool_stopped: Family::default(),
             staged_deletions: Family::default(),
             breaker_state: Family::default(),
+            concurrency_limit: Family::default(),
+            concurrency_decreases: Family::default(),
             breaker_opens: Family::default(),
             drift: Family::default(),
             reconcile_last_run: Family::default(),
@@ -274,6 +287,16 @@ impl Metrics {
                 "breaker_opens",
                 "Times the target's circuit breaker opened",
                 m.breaker_opens.clone(),
+            );
+            r.register(
+                "target_concurrency_limit",
+                "The target's current limit on requests in flight (adaptive concurrency, or the fixed `concurrency`)",
+                m.concurrency_limit.clone(),
+            );
+            r.register(
+                "target_concurrency_decreases",
+                "Times the target's adaptive concurrency limit was lowered, by reason (rate_limited, no_response, unavailable, latency)",
+                m.concurrency_decreases.clone(),
             );
             r.register(
                 "drift",
