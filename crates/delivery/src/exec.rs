@@ -7,7 +7,9 @@
 //! 1. **circuit breaker** — per target ([`Breaker`]): while open, requests wait (no permit, no token);
 //!    half-open lets one probe through;
 //! 2. **rate limit** — a governor token bucket shared by the whole target; *every* attempt pays;
-//! 3. **concurrency limit** — a semaphore permit held only for the duration of one HTTP request;
+//! 3. **concurrency limit** — a permit of the target's [`ConcurrencyLimit`] held only for the
+//!    duration of one HTTP request; the limit adapts (AIMD on 429s, timeouts and latency,
+//!    [`crate::adaptive`]) unless `adaptive_concurrency: { enabled: false }`;
 //! 4. **timeout** — per attempt, in the client;
 //! 5. **client** — [`ScimClient`].
 //!
@@ -25,7 +27,6 @@ use backon::BackoffBuilder;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use scimflow_config::TargetConfig;
@@ -36,6 +37,7 @@ use scimflow_telemetry::metrics::{Metrics, TargetLabel};
 
 use scimflow_core::trace::TraceParent;
 
+use crate::adaptive::{ConcurrencyLimit, Feedback};
 use crate::breaker::{Breaker, Signal};
 use crate::client::{CallError, Reply, ScimClient};
 
@@ -60,7 +62,7 @@ pub struct ExecReport {
 pub struct Executor {
     client: ScimClient,
     limiter: Option<DefaultDirectRateLimiter>,
-    permits: Semaphore,
+    concurrency: ConcurrencyLimit,
     max_attempts: u32,
     backoff: backon::ExponentialBuilder,
     /// Group `displayName` → id on this target (dropped on 404).
@@ -85,7 +87,7 @@ impl Executor {
         Ok(Executor {
             client: ScimClient::new(target)?,
             limiter,
-            permits: Semaphore::new(target.concurrency),
+            concurrency: ConcurrencyLimit::for_target(target),
             max_attempts: target.max_attempts,
             backoff: backon::ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(100))
@@ -106,8 +108,14 @@ impl Executor {
 
     /// Counts into `metrics` (the daemon's registry) instead of a private one.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.concurrency.set_metrics(metrics.clone());
         self.metrics = metrics;
         self
+    }
+
+    /// The target's limit on requests in flight.
+    pub fn concurrency(&self) -> &ConcurrencyLimit {
+        &self.concurrency
     }
 
     /// The metrics this executor counts into.
@@ -210,12 +218,7 @@ impl Run<'_> {
                     .inc_by(waited.as_secs_f64());
             }
         }
-        let _permit = self
-            .exec
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        let permit = self.exec.concurrency.acquire().await;
         self.requests.push(format!("{method} {path}"));
         let span = tracing::info_span!(
             "scim_request",
@@ -243,6 +246,10 @@ impl Run<'_> {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,
         };
+        permit.finish(
+            sent.elapsed(),
+            Feedback::of(self.last_status, r.as_ref().err().map(|e| e.class)),
+        );
         if let Some(s) = self.last_status {
             span.record("http.status", s);
         }

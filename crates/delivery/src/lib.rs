@@ -5,9 +5,12 @@
 //!   and the idempotent create/lookup/bind/converge logic.
 //! * [`client::ScimClient`] — HTTP with auth, no redirects, capped bodies.
 //! * [`classify`] — status and `Retry-After` handling into the closed error classes.
+//! * [`adaptive::ConcurrencyLimit`] — the per-target limit on requests in flight, learned by AIMD
+//!   from 429s, timeouts and latency.
 //! * [`breaker::Breaker`] — stops sending to a target that fails every request, probes, recovers.
 //! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
 
+pub mod adaptive;
 pub mod breaker;
 pub mod classify;
 pub mod client;
