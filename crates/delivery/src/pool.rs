@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use scimflow_core::partition::{Disposition, PartitionLedger};
 use scimflow_core::store::{DeadLetter, Mutation, Store};
-use scimflow_core::{AuditEntry, Operation, Outcome, QueuedOp, ScheduledOp};
+use scimflow_core::{AuditEntry, OpKind, Operation, Outcome, QueuedOp, ScheduledOp};
 use scimflow_telemetry::metrics::{status_class, Metrics, OperationLabels, ProvisionLabels};
 
 use crate::exec::{ExecReport, Executor};
@@ -136,7 +136,8 @@ impl TargetPool {
         let mut busy: HashSet<String> = HashSet::new();
         // Lanes whose head belongs to a partition not owned here (re-checked every round).
         let mut held: Vec<String> = Vec::new();
-        let mut tasks: JoinSet<Result<(String, Option<QueuedOp>), String>> = JoinSet::new();
+        // A task ends with its subject and either the parked head or how many operations finished.
+        let mut tasks: JoinSet<Result<(String, Option<QueuedOp>, usize), String>> = JoinSet::new();
         // Lanes whose head is parked, by next try (the head stays in its lane meanwhile).
         let mut parked: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
         loop {
@@ -195,6 +196,21 @@ impl TargetPool {
                     held.push(subject);
                     continue;
                 }
+                // Queued attribute updates behind the head go out with it, as one request.
+                let mut run = vec![q.clone()];
+                if disposition == Disposition::Deliver && coalescible(&q.op) {
+                    for f in lanes[&subject].iter().skip(1).take(MAX_COALESCE - 1) {
+                        if !coalescible(&f.op) || f.op.retry.is_some() {
+                            break;
+                        }
+                        if let (Some(ledger), Some(pos)) = (&self.ledger, &f.op.origin) {
+                            if ledger.start(pos) != Disposition::Deliver {
+                                break;
+                            }
+                        }
+                        run.push(f.clone());
+                    }
+                }
                 busy.insert(subject.clone());
                 let (store, exec, stats, ledger, guard) = (
                     self.store.clone(),
@@ -207,24 +223,28 @@ impl TargetPool {
                     let r = if disposition == Disposition::HandOver {
                         hand_over(store, exec.metrics(), stats, &q).await.map(|()| None)
                     } else {
-                        let r = run_one(store, exec, stats, guard.as_deref(), q.clone()).await;
-                        if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
-                            ledger.finish(pos);
+                        let r = run_one(store, exec, stats, guard.as_deref(), &run).await;
+                        for q in &run {
+                            if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
+                                ledger.finish(pos);
+                            }
                         }
                         r
                     };
                     if matches!(r, Ok(None)) {
-                        if let (Some(ledger), Some(pos)) = (ledger, &q.op.origin) {
-                            ledger.closed(pos);
+                        for q in &run {
+                            if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
+                                ledger.closed(pos);
+                            }
                         }
                     }
-                    r.map(|parked| (subject, parked))
+                    r.map(|parked| (subject, parked, run.len()))
                 });
             }
             tokio::select! {
                 Some(done) = tasks.join_next() => {
                     match done {
-                        Ok(Ok((subject, Some(requeued)))) => {
+                        Ok(Ok((subject, Some(requeued), _))) => {
                             // Parked: the lane keeps its (updated) head and waits for the next try.
                             busy.remove(&subject);
                             let due = requeued.op.retry.as_ref().map_or(Utc::now(), |r| r.next_try);
@@ -233,11 +253,11 @@ impl TargetPool {
                             }
                             parked.push((due, subject));
                         }
-                        Ok(Ok((subject, None))) => {
+                        Ok(Ok((subject, None, finished))) => {
                             busy.remove(&subject);
-                            loaded -= 1;
+                            loaded -= finished;
                             let lane = lanes.get_mut(&subject).expect("lane of a running op");
-                            lane.pop_front();
+                            lane.drain(..finished.min(lane.len()));
                             if lane.is_empty() {
                                 lanes.remove(&subject);
                             } else {
@@ -279,9 +299,11 @@ async fn run_one(
     exec: Arc<Executor>,
     stats: Arc<PoolStats>,
     guard: Option<&DeletionGuard>,
-    q: QueuedOp,
+    run: &[QueuedOp],
 ) -> Result<Option<QueuedOp>, String> {
-    let op = &q.op;
+    let q = &run[0];
+    let merged = (run.len() > 1).then(|| coalesce(run));
+    let op = merged.as_ref().unwrap_or(&q.op);
     if let (Some(g), true) = (guard, op.kind.is_deprovision()) {
         if let Admission::Stage(why) = g
             .admit(store.as_ref(), &op.target, &op.id)
@@ -349,13 +371,32 @@ async fn run_one(
         store.commit(batch).await.map_err(|e| e.to_string())?;
         return Ok(Some(requeued));
     }
-    let batch = outcome_batch(&q, &report);
-    match &report.outcome {
-        Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
-        Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),
-        Outcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
-    };
-    record_metrics(exec.metrics(), op, &report);
+    // One terminal record per operation, all in one batch; coalesced ones say so.
+    let mut batch = Vec::with_capacity(run.len() * 2);
+    for q in run {
+        let mut b = outcome_batch(q, &report);
+        if run.len() > 1 {
+            for m in &mut b {
+                if let Mutation::Audit(a) = m {
+                    let note = format!(
+                        "coalesced: {} queued updates of this subject went out as one request",
+                        run.len()
+                    );
+                    a.detail = Some(match a.detail.take() {
+                        Some(d) => format!("{d} ({note})"),
+                        None => note,
+                    });
+                }
+            }
+        }
+        batch.extend(b);
+        match &report.outcome {
+            Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
+            Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),
+            Outcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        record_metrics(exec.metrics(), &q.op, &report);
+    }
     if let Some(e) = &report.error {
         tracing::warn!(target_name = %op.target, op = %op.id, class = e.class.as_str(), status = ?e.status, error = %e, "operation failed");
     }
@@ -364,6 +405,46 @@ async fn run_one(
         .await
         .map(|_| None)
         .map_err(|e| e.to_string())
+}
+
+/// At most this many queued operations of one subject go out as one request.
+pub const MAX_COALESCE: usize = 32;
+
+/// Whether an operation may be merged with the queued ones of its subject: attribute updates
+/// (create-or-update and update), not lifecycle changes or group memberships.
+fn coalescible(op: &Operation) -> bool {
+    matches!(op.kind, OpKind::Upsert | OpKind::Update)
+}
+
+/// Merges a run of one subject's queued attribute updates (oldest first) into one operation: the
+/// last one's desired state; an upsert if any of them may create; as its minimal PATCH the PATCHes
+/// of all of them in order when each has one — applied in sequence (RFC 7644 §3.5.2) that is the
+/// same change as sending them one by one — and otherwise none (the executor then replaces every
+/// owned attribute, which converges too). The head's retry state carries over.
+pub fn coalesce(run: &[QueuedOp]) -> Operation {
+    let last = &run[run.len() - 1].op;
+    let mut op = last.clone();
+    if run.iter().any(|q| q.op.kind == OpKind::Upsert) {
+        op.kind = OpKind::Upsert;
+    }
+    op.retry = run[0].op.retry.clone();
+    op.patch = run
+        .iter()
+        .map(|q| {
+            q.op.patch
+                .as_ref()
+                .and_then(|p| p.get("Operations"))
+                .and_then(serde_json::Value::as_array)
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|parts| {
+            let ops: Vec<serde_json::Value> = parts.into_iter().flatten().cloned().collect();
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": ops,
+            })
+        });
+    op
 }
 
 /// Sleeps until the earliest parked lane is due (forever when none is).
