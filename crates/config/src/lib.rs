@@ -11,13 +11,17 @@
 mod diag;
 mod interpolate;
 pub mod model;
+pub mod profile;
 mod secret;
 mod validate;
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use profile::ConnectorProfile;
 pub use secret::{Secret, SecretError, SecretRef};
-pub use validate::{closest, validate, validate_all, Source};
+pub use validate::{
+    closest, connector_file_path, validate, validate_all, validate_all_with, ConnectorFiles, Source,
+};
 
 use std::path::Path;
 
@@ -117,7 +121,35 @@ pub fn load_all_str(
             Err(e) => diags.push(Diagnostic::from_yaml(&name, &e)),
         }
     }
-    let (mut config, more) = validate_all(raw, &main, fragments, content_hash(&hashed));
+    // Custom connector profiles (`connector_file:`) are read here, like includes, so validation
+    // reads nothing; their text is part of the mapping version and they are watched for reload.
+    let mut connector_files = ConnectorFiles::new();
+    let named = raw.targets.values().map(|t| (t, main.file.as_str())).chain(
+        fragments
+            .iter()
+            .flat_map(|(f, s)| f.targets.values().map(move |t| (t, s.file.as_str()))),
+    );
+    for (t, in_file) in named {
+        let Some(f) = &t.connector_file else { continue };
+        let path = validate::connector_file_path(in_file, &f.value);
+        if connector_files.contains_key(&path) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+        if let Ok(text) = &text {
+            hashed.push('\0');
+            hashed.push_str(text);
+            files.push(path.clone());
+        }
+        connector_files.insert(path, text);
+    }
+    let (mut config, more) = validate::validate_all_with(
+        raw,
+        &main,
+        fragments,
+        content_hash(&hashed),
+        &connector_files,
+    );
     config.files = files;
     diags.extend(more);
     (Some(config), diags)

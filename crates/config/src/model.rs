@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use scimflow_core::OpKind;
@@ -13,7 +14,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::SecretRef;
+use crate::{ConnectorProfile, SecretRef};
 
 /// Keys present in the YAML that the model does not know.
 pub type Unknown = BTreeMap<String, IgnoredAny>;
@@ -146,6 +147,12 @@ pub struct RawKafka {
 #[derive(Debug, Deserialize)]
 pub struct RawTarget {
     pub base_url: Spanned<String>,
+    /// The connector profile, by name (`connectors/<name>/profile.yaml`, embedded); default `generic`.
+    #[serde(default)]
+    pub connector: Option<Spanned<String>>,
+    /// A custom connector profile file instead, relative to the file that names it.
+    #[serde(default)]
+    pub connector_file: Option<Spanned<String>>,
     #[serde(default)]
     pub auth: Option<RawAuth>,
     #[serde(default)]
@@ -580,6 +587,10 @@ pub struct TargetConfig {
     pub name: String,
     /// Base URL without a trailing slash, e.g. `https://api.example.com/scim/v2`.
     pub base_url: String,
+    /// What the target's service supports and how it answers (`connector:` / `connector_file:`;
+    /// default the embedded `generic` profile). Already applied by validation: lifecycle actions
+    /// it does not support are config errors, and `rate_limit` / `matching` default to its values.
+    pub profile: Arc<ConnectorProfile>,
     pub auth: TargetAuth,
     pub concurrency: usize,
     pub timeout: Duration,
@@ -605,6 +616,24 @@ pub struct TargetConfig {
     pub groups: Vec<GroupRule>,
     /// How reconciliation scans this target (`reconcile:`).
     pub reconcile: ReconcileConfig,
+}
+
+impl TargetConfig {
+    /// The key of the limiter this target shares with others, when its profile says the quota is
+    /// per tenant (`rate_limit.shared`): `"{profile} {base_url}"`, with the URL's scheme and host
+    /// lowercased. The base URL names the tenant for most services (AWS's tenant id, Atlassian's
+    /// directory, Databricks' account are in the path); where it does not (every Slack org uses
+    /// `https://api.slack.com/scim/v2`), targets of different tenants share one bucket — slower
+    /// than needed, never over the quota. `None` = the target's own limiter.
+    pub fn shared_quota_key(&self) -> Option<String> {
+        let shared = self.profile.rate_limit.as_ref().is_some_and(|r| r.shared);
+        if !shared {
+            return None;
+        }
+        let url = url::Url::parse(&self.base_url).ok()?;
+        let base = url.as_str().trim_end_matches('/');
+        Some(format!("{} {base}", self.profile.name))
+    }
 }
 
 /// A target's `reconcile:` section.

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,9 +30,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 
-use scimflow_config::TargetConfig;
+use scimflow_config::{RetryPolicy, TargetConfig};
 use scimflow_core::op::MatchKey;
-use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
+use scimflow_core::{ErrorClass, OpKind, Operation, Outcome, RetryState};
 use scimflow_scim::filter::Filter;
 use scimflow_telemetry::metrics::{Metrics, TargetLabel};
 
@@ -40,6 +41,7 @@ use scimflow_core::trace::TraceParent;
 use crate::adaptive::{ConcurrencyLimit, Feedback};
 use crate::breaker::{Breaker, Signal};
 use crate::client::{CallError, Reply, ScimClient};
+use crate::retry::{self, RetryBudget};
 
 /// What executing one operation did.
 #[derive(Debug, Clone)]
@@ -56,6 +58,9 @@ pub struct ExecReport {
     pub latency: Duration,
     /// The final error, when the outcome is a failure.
     pub error: Option<CallError>,
+    /// Set when the operation is not finished but parked: the retry state to keep with it in the
+    /// queue (its outcome and error are then those of the last attempt, not terminal).
+    pub park: Option<RetryState>,
 }
 
 /// Runs operations for one target.
@@ -65,6 +70,8 @@ pub struct Executor {
     concurrency: ConcurrencyLimit,
     max_attempts: u32,
     backoff: backon::ExponentialBuilder,
+    retry: RetryPolicy,
+    budget: RetryBudget,
     /// Group `displayName` → id on this target (dropped on 404).
     group_ids: Mutex<HashMap<String, String>>,
     /// One find-or-create at a time per group name, so that concurrent first members of a new
@@ -73,10 +80,18 @@ pub struct Executor {
     /// Where requests, retries and limiter waits are counted.
     metrics: Arc<Metrics>,
     breaker: Option<Arc<Breaker>>,
+    /// Whether lookups by several matching attributes use one `or` filter (cleared when the
+    /// target refuses one).
+    or_lookups: AtomicBool,
+    /// Most member changes one group PATCH may carry (the profile's limit).
+    member_limit: usize,
 }
 
+/// Member changes per group PATCH when the profile states no limit.
+pub const DEFAULT_MEMBER_CHANGES: usize = 100;
+
 impl Executor {
-    pub fn new(target: &TargetConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(target: &TargetConfig) -> Result<Self, crate::tls::BuildError> {
         let limiter = target.rate_limit.map(|r| {
             let per_token = Duration::from_secs_f64(1.0 / r.per_second);
             let quota = Quota::with_period(per_token)
@@ -89,6 +104,8 @@ impl Executor {
             limiter,
             concurrency: ConcurrencyLimit::for_target(target),
             max_attempts: target.max_attempts,
+            retry: target.retry,
+            budget: RetryBudget::new(&target.retry),
             backoff: backon::ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(100))
                 .with_max_delay(Duration::from_secs(30))
@@ -98,7 +115,80 @@ impl Executor {
             group_creation: Mutex::default(),
             metrics: Arc::default(),
             breaker: target.circuit_breaker.map(|c| Arc::new(Breaker::new(c))),
+            or_lookups: AtomicBool::new(
+                target.profile.filter.supported
+                    && target.profile.filter.operators.iter().any(|o| o == "or"),
+            ),
+            member_limit: target
+                .profile
+                .groups
+                .member_changes_per_request
+                .unwrap_or(DEFAULT_MEMBER_CHANGES)
+                .max(1),
         })
+    }
+
+    /// Most member changes one group PATCH may carry on this target.
+    pub fn member_changes_per_request(&self) -> usize {
+        self.member_limit
+    }
+
+    /// Adds (or removes) several subjects' accounts to (from) one group with one request: `ops`
+    /// are membership operations of one kind for one group, each with its subject's bound account
+    /// id, at most [`member_changes_per_request`](Self::member_changes_per_request) of them. One
+    /// `PATCH /Groups/{id}` carries every change (or, for a group that does not exist yet, the
+    /// `POST /Groups` that creates it carries every member). Returns a report per operation, or
+    /// `None` for one that must run on its own through [`execute`](Self::execute) — unbound
+    /// accounts, and all of them when the shared request fails (so retries, parking and the
+    /// per-member error handling stay those of a single operation).
+    pub async fn execute_members(
+        &self,
+        ops: &[(&Operation, Option<String>)],
+    ) -> Vec<Option<ExecReport>> {
+        let start = Instant::now();
+        let mut reports: Vec<Option<ExecReport>> = vec![None; ops.len()];
+        let with_ids: Vec<(usize, &str)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, id))| id.as_deref().map(|id| (i, id)))
+            .take(self.member_limit)
+            .collect();
+        let (Some(&(first, _)), true) = (with_ids.first(), with_ids.len() > 1) else {
+            return reports;
+        };
+        let op = ops[first].0;
+        let (Some(name), add) = (op.group.clone(), op.kind == OpKind::GroupAdd) else {
+            return reports;
+        };
+        let mut run = Run {
+            exec: self,
+            op,
+            id: None,
+            trusted_binding: false,
+            manager: None,
+            requests: Vec::new(),
+            last_status: None,
+            trace: op.traceparent.as_deref().and_then(TraceParent::parse),
+        };
+        let ids: Vec<&str> = with_ids.iter().map(|(_, id)| *id).collect();
+        let outcome = run.members(&name, add, &ids).await;
+        let Ok(outcome) = outcome else {
+            return reports;
+        };
+        for (i, id) in &with_ids {
+            reports[*i] = Some(ExecReport {
+                outcome: outcome.clone(),
+                bound_id: Some((*id).to_owned()),
+                binding_changed: false,
+                requests: run.requests.clone(),
+                status: run.last_status,
+                attempts: 1,
+                latency: start.elapsed(),
+                error: None,
+                park: None,
+            });
+        }
+        reports
     }
 
     /// The target's circuit breaker, when it has one.
@@ -143,16 +233,87 @@ impl Executor {
             trace: op.traceparent.as_deref().and_then(TraceParent::parse),
         };
         let mut delays = self.backoff.build();
+        let prior = op.retry.as_ref();
+        let before = prior.map_or(0, |r| r.attempts);
+        let mut first_failure = prior.map(|r| r.first_failure);
         let mut attempts = 0;
+        let mut park = None;
         let result = loop {
+            // A breaker that stays open for long: park instead of waiting in memory.
+            if let Some(left) = self.breaker.as_ref().and_then(|b| b.open_remaining()) {
+                if left > self.retry.park_after {
+                    let now = chrono::Utc::now();
+                    park = Some(retry::parked(
+                        prior,
+                        before + attempts,
+                        now,
+                        first_failure.unwrap_or(now),
+                        left,
+                        "circuit breaker open".into(),
+                    ));
+                    break Err(CallError {
+                        class: ErrorClass::Retryable,
+                        status: None,
+                        scim_type: None,
+                        detail: "the target's circuit breaker is open".into(),
+                        retry_after: Some(left),
+                    });
+                }
+            }
             attempts += 1;
-            let span = tracing::info_span!("attempt", attempt = attempts);
+            if attempts == 1 && prior.is_none() {
+                self.budget.deposit();
+            }
+            let span = tracing::info_span!("attempt", attempt = before + attempts);
             match run.attempt().instrument(span).await {
                 Ok(outcome) => break Ok(outcome),
-                Err(e) if e.class.is_transient() && attempts < self.max_attempts => {
+                Err(e) if e.class.is_transient() => {
+                    let now = chrono::Utc::now();
+                    let first = *first_failure.get_or_insert(now);
+                    let age = (now - first).to_std().unwrap_or_default();
+                    if age >= self.retry.give_up_after {
+                        break Err(CallError {
+                            detail: format!(
+                                "{} (still failing {} after the first failure; given up)",
+                                e.detail,
+                                humantime(age)
+                            ),
+                            ..e
+                        });
+                    }
                     let backoff = delays.next().unwrap_or(Duration::from_secs(30));
                     let wait = e.retry_after.map_or(backoff, |ra| ra.max(backoff));
-                    tracing::debug!(target_name = %op.target, op = %op.id, attempt = attempts, ?wait, error = %e, "retrying");
+                    let why = if attempts >= self.max_attempts {
+                        Some("attempts of this dispatch used up")
+                    } else if wait > self.retry.park_after {
+                        Some("long wait")
+                    } else if !self.budget.withdraw() {
+                        Some("retry budget spent")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        let parks = prior.map_or(0, |r| r.parks);
+                        let wait = if wait > self.retry.park_after {
+                            wait
+                        } else {
+                            retry::park_delay(&self.retry, parks, e.retry_after)
+                        };
+                        tracing::debug!(target_name = %op.target, op = %op.id, attempt = before + attempts, ?wait, reason = why, error = %e, "parking");
+                        park = Some(retry::parked(
+                            prior,
+                            before + attempts,
+                            now,
+                            first,
+                            wait,
+                            match e.status {
+                                Some(s) => format!("{} {s}", e.class.as_str()),
+                                None => e.class.as_str().to_owned(),
+                            },
+                        ));
+                        break Err(e);
+                    }
+                    tracing::debug!(target_name = %op.target, op = %op.id, attempt = before + attempts, ?wait, error = %e, "retrying");
                     Metrics::inc_target(&self.metrics.retries, &op.target);
                     tokio::time::sleep(wait).await;
                 }
@@ -164,16 +325,30 @@ impl Executor {
             Ok(o) => (o, None),
             Err(e) => (Outcome::Failed(e.class), Some(e)),
         };
+        if park.is_some() {
+            Metrics::inc_target(&self.metrics.parked, &op.target);
+        }
         ExecReport {
             outcome,
             bound_id: run.id,
             binding_changed,
             requests: run.requests,
             status: error.as_ref().and_then(|e| e.status).or(run.last_status),
-            attempts,
+            attempts: before + attempts,
             latency: start.elapsed(),
             error,
+            park,
         }
+    }
+}
+
+/// `1h 5m 3s`-style rendering of a duration (whole seconds).
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
     }
 }
 
@@ -336,6 +511,68 @@ impl Run<'_> {
             .remove(name);
     }
 
+    /// One request for several accounts' membership of group `name` (see
+    /// [`Executor::execute_members`]); any failure is returned for the caller to fall back.
+    async fn members(&mut self, name: &str, add: bool, ids: &[&str]) -> Result<Outcome, CallError> {
+        let creation = if add {
+            let lock = self
+                .exec
+                .group_creation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(name.to_owned())
+                .or_default()
+                .clone();
+            Some(lock.lock_owned().await)
+        } else {
+            None
+        };
+        let found = self.find_group(name).await?;
+        let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+        let Some(group) = found else {
+            if !add {
+                return Ok(Outcome::NoOp);
+            }
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": name,
+                "members": values,
+            });
+            let reply = self.call(Method::POST, "/Groups", &[], Some(&body)).await?;
+            if let Some(id) = reply
+                .body
+                .as_ref()
+                .and_then(|b| b.get("id"))
+                .and_then(Value::as_str)
+            {
+                self.remember_group(name, id);
+            }
+            drop(creation);
+            return Ok(Outcome::Applied);
+        };
+        drop(creation);
+        let operations: Vec<Value> = if add {
+            vec![json!({"op": "add", "path": "members", "value": values})]
+        } else {
+            ids.iter()
+                .map(|id| json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}))
+                .collect()
+        };
+        let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+        match self
+            .call(Method::PATCH, &format!("/Groups/{group}"), &[], Some(&patch))
+            .await
+        {
+            Ok(_) => Ok(Outcome::Applied),
+            Err(e) => {
+                if e.status == Some(404) {
+                    self.forget_group(name);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Adds the subject's account to (or removes it from) the operation's group.
     async fn membership(&mut self, add: bool) -> Result<Outcome, CallError> {
         let name = self
@@ -447,20 +684,48 @@ impl Run<'_> {
         Ok(self.id.clone())
     }
 
+    /// Looks the account up by the matching attributes: with one `or` filter when there are several
+    /// (one request instead of one per attribute), falling back to one lookup per attribute, in
+    /// precedence order, when the target refuses the `or` (400; remembered for the target) or when
+    /// `per_key` is set (after a 409, so a target that mishandles `or` cannot hide the account).
     async fn lookup(&mut self) -> Result<Option<String>, CallError> {
-        for key in self.op.matching.clone() {
-            let filter = match Filter::try_eq(&key.attribute, key.value.clone()) {
-                Ok(f) => f.to_string(),
-                Err(e) => {
-                    return Err(CallError {
-                        class: ErrorClass::Permanent,
-                        status: None,
-                        scim_type: None,
-                        detail: format!("cannot build a lookup filter on `{}`: {e}", key.attribute),
-                        retry_after: None,
-                    })
+        self.lookup_with(false).await
+    }
+
+    async fn lookup_with(&mut self, per_key: bool) -> Result<Option<String>, CallError> {
+        let keys = self.op.matching.clone();
+        if keys.len() > 1 && !per_key && self.exec.or_lookups.load(Ordering::Relaxed) {
+            let mut combined: Option<Filter> = None;
+            for key in &keys {
+                let f = lookup_filter(key)?;
+                combined = Some(match combined {
+                    None => f,
+                    Some(c) => c.or(f),
+                });
+            }
+            let filter = combined.expect("at least two keys").to_string();
+            match self
+                .call(Method::GET, "/Users", &[("filter", &filter)], None)
+                .await
+            {
+                Ok(reply) => {
+                    let resources = resources_of(&reply);
+                    for key in &keys {
+                        if let Some(found) = pick_match(&resources, key, reply.status)? {
+                            return Ok(Some(found));
+                        }
+                    }
+                    return Ok(None);
                 }
-            };
+                Err(e) if e.status == Some(400) => {
+                    tracing::info!(target_name = %self.op.target, "target refused an `or` lookup filter; looking up one attribute at a time from now on");
+                    self.exec.or_lookups.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for key in keys {
+            let filter = lookup_filter(&key)?.to_string();
             let reply = match self
                 .call(Method::GET, "/Users", &[("filter", &filter)], None)
                 .await
@@ -470,44 +735,8 @@ impl Run<'_> {
                 Err(e) if e.status == Some(400) => continue,
                 Err(e) => return Err(e),
             };
-            let resources = reply
-                .body
-                .as_ref()
-                .and_then(|b| b.get("Resources"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let matches: Vec<&Value> = resources
-                .iter()
-                .filter(|r| really_matches(r, &key))
-                .collect();
-            match matches.as_slice() {
-                [] => continue,
-                [one] => match one.get("id").and_then(Value::as_str) {
-                    Some(id) => return Ok(Some(id.to_owned())),
-                    None => {
-                        return Err(CallError {
-                            class: ErrorClass::Permanent,
-                            status: reply.status.into(),
-                            scim_type: None,
-                            detail: "target returned a matching account without an id".into(),
-                            retry_after: None,
-                        })
-                    }
-                },
-                many => {
-                    return Err(CallError {
-                        class: ErrorClass::Permanent,
-                        status: Some(reply.status),
-                        scim_type: None,
-                        detail: format!(
-                            "{} accounts match {}; refusing to guess",
-                            many.len(),
-                            key.attribute
-                        ),
-                        retry_after: None,
-                    })
-                }
+            if let Some(found) = pick_match(&resources_of(&reply), &key, reply.status)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -623,8 +852,9 @@ impl Run<'_> {
                 }
             }
             Err(e) if e.class == ErrorClass::Conflict => {
-                // Already exists: bind by lookup, then converge it.
-                match self.lookup().await? {
+                // Already exists: bind by lookup (one attribute at a time, so a target that
+                // mishandles `or` cannot hide the account), then converge it.
+                match self.lookup_with(true).await? {
                     Some(id) => {
                         self.id = Some(id.clone());
                         let patch = self.update_patch();
@@ -748,6 +978,58 @@ fn permanent(detail: String) -> CallError {
 /// URN of the enterprise User extension (holds `manager`).
 const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
+/// The `attr eq "value"` filter of one matching key.
+fn lookup_filter(key: &MatchKey) -> Result<Filter, CallError> {
+    Filter::try_eq(&key.attribute, key.value.clone()).map_err(|e| CallError {
+        class: ErrorClass::Permanent,
+        status: None,
+        scim_type: None,
+        detail: format!("cannot build a lookup filter on `{}`: {e}", key.attribute),
+        retry_after: None,
+    })
+}
+
+/// The `Resources` of a list response (none when absent).
+fn resources_of(reply: &Reply) -> Vec<Value> {
+    reply
+        .body
+        .as_ref()
+        .and_then(|b| b.get("Resources"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The id of the one resource that really has `key`'s value; `None` when none has; an error
+/// when several have (never guess) or the match has no id.
+fn pick_match(resources: &[Value], key: &MatchKey, status: u16) -> Result<Option<String>, CallError> {
+    let matches: Vec<&Value> = resources.iter().filter(|r| really_matches(r, key)).collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => match one.get("id").and_then(Value::as_str) {
+            Some(id) => Ok(Some(id.to_owned())),
+            None => Err(CallError {
+                class: ErrorClass::Permanent,
+                status: Some(status),
+                scim_type: None,
+                detail: "target returned a matching account without an id".into(),
+                retry_after: None,
+            }),
+        },
+        many => Err(CallError {
+            class: ErrorClass::Permanent,
+            status: Some(status),
+            scim_type: None,
+            detail: format!(
+                "{} accounts match {}; refusing to guess",
+                many.len(),
+                key.attribute
+            ),
+            retry_after: None,
+        }),
+    }
+}
+
 /// Whether `resource` really has the matching value (the target's filter is not trusted).
 fn really_matches(resource: &Value, key: &MatchKey) -> bool {
     let Some(v) = resource.get(&key.attribute).and_then(Value::as_str) else {
@@ -853,6 +1135,7 @@ mod tests {
                 manager_subject: None,
                 alternatives: Default::default(),
                 origin: None,
+                retry: None,
             };
             let id = id.clone();
             async move { exec.execute(&op, Some(id), None).await }

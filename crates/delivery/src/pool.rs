@@ -136,8 +136,9 @@ impl TargetPool {
         let mut busy: HashSet<String> = HashSet::new();
         // Lanes whose head belongs to a partition not owned here (re-checked every round).
         let mut held: Vec<String> = Vec::new();
-        // A task ends with its subject and either the parked head or how many operations finished.
-        let mut tasks: JoinSet<Result<(String, Option<QueuedOp>, usize), String>> = JoinSet::new();
+        // A task ends with, per lane it ran, the subject and either the parked head or how many
+        // operations finished.
+        let mut tasks: JoinSet<Result<Vec<LaneDone>, String>> = JoinSet::new();
         // Lanes whose head is parked, by next try (the head stays in its lane meanwhile).
         let mut parked: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
         loop {
@@ -211,6 +212,35 @@ impl TargetPool {
                         run.push(f.clone());
                     }
                 }
+                // Other idle lanes whose head changes the same group's membership the same way go
+                // out with this one as one PATCH (at most the profile's member changes per request).
+                let mut members = Vec::new();
+                if disposition == Disposition::Deliver && is_membership(&q.op) && q.op.retry.is_none() {
+                    let limit = self.exec.member_changes_per_request();
+                    let mut i = 0;
+                    while i < order.len() && members.len() + 1 < limit {
+                        let other = &order[i];
+                        let fits = other != &subject
+                            && !busy.contains(other)
+                            && lanes.get(other).and_then(|l| l.front()).is_some_and(|h| {
+                                h.op.kind == q.op.kind && h.op.group == q.op.group && h.op.retry.is_none()
+                            });
+                        if fits {
+                            let head = lanes[other].front().cloned().expect("checked");
+                            let ok = match (&self.ledger, &head.op.origin) {
+                                (Some(ledger), Some(pos)) => ledger.start(pos) == Disposition::Deliver,
+                                _ => true,
+                            };
+                            if ok {
+                                let other = order.remove(i).expect("in range");
+                                busy.insert(other);
+                                members.push(head);
+                                continue;
+                            }
+                        }
+                        i += 1;
+                    }
+                }
                 busy.insert(subject.clone());
                 let (store, exec, stats, ledger, guard) = (
                     self.store.clone(),
@@ -219,6 +249,11 @@ impl TargetPool {
                     self.ledger.clone(),
                     self.guard.clone(),
                 );
+                if !members.is_empty() {
+                    members.insert(0, q);
+                    tasks.spawn(run_members(store, exec, stats, ledger, members));
+                    continue;
+                }
                 tasks.spawn(async move {
                     let r = if disposition == Disposition::HandOver {
                         hand_over(store, exec.metrics(), stats, &q).await.map(|()| None)
@@ -238,30 +273,36 @@ impl TargetPool {
                             }
                         }
                     }
-                    r.map(|parked| (subject, parked, run.len()))
+                    r.map(|parked| {
+                        let finished = if parked.is_some() { 0 } else { run.len() };
+                        vec![LaneDone { subject, parked, finished }]
+                    })
                 });
             }
             tokio::select! {
                 Some(done) = tasks.join_next() => {
                     match done {
-                        Ok(Ok((subject, Some(requeued), _))) => {
-                            // Parked: the lane keeps its (updated) head and waits for the next try.
-                            busy.remove(&subject);
-                            let due = requeued.op.retry.as_ref().map_or(Utc::now(), |r| r.next_try);
-                            if let Some(head) = lanes.get_mut(&subject).and_then(|l| l.front_mut()) {
-                                *head = requeued;
-                            }
-                            parked.push((due, subject));
-                        }
-                        Ok(Ok((subject, None, finished))) => {
-                            busy.remove(&subject);
-                            loaded -= finished;
-                            let lane = lanes.get_mut(&subject).expect("lane of a running op");
-                            lane.drain(..finished.min(lane.len()));
-                            if lane.is_empty() {
-                                lanes.remove(&subject);
-                            } else {
-                                order.push_back(subject);
+                        Ok(Ok(done)) => {
+                            for LaneDone { subject, parked: requeued, finished } in done {
+                                busy.remove(&subject);
+                                if let Some(requeued) = requeued {
+                                    // Parked: the lane keeps its (updated) head and waits for
+                                    // the next try.
+                                    let due = requeued.op.retry.as_ref().map_or(Utc::now(), |r| r.next_try);
+                                    if let Some(head) = lanes.get_mut(&subject).and_then(|l| l.front_mut()) {
+                                        *head = requeued;
+                                    }
+                                    parked.push((due, subject));
+                                    continue;
+                                }
+                                loaded -= finished;
+                                let lane = lanes.get_mut(&subject).expect("lane of a running op");
+                                lane.drain(..finished.min(lane.len()));
+                                if lane.is_empty() {
+                                    lanes.remove(&subject);
+                                } else {
+                                    order.push_back(subject);
+                                }
                             }
                         }
                         Ok(Err(e)) => {
@@ -290,6 +331,108 @@ impl TargetPool {
                     .await;
             tasks.abort_all();
         }
+    }
+}
+
+/// What a task did with one lane.
+struct LaneDone {
+    subject: String,
+    /// The head, parked with its retry state (nothing finished).
+    parked: Option<QueuedOp>,
+    /// How many operations from the lane's front finished.
+    finished: usize,
+}
+
+fn is_membership(op: &Operation) -> bool {
+    matches!(op.kind, OpKind::GroupAdd | OpKind::GroupRemove)
+}
+
+/// Runs the heads of several lanes that change one group's membership the same way: one PATCH
+/// for all whose account is bound ([`Executor::execute_members`]), each of the others (or all, if
+/// the shared request fails) on its own as usual.
+async fn run_members(
+    store: Arc<dyn Store>,
+    exec: Arc<Executor>,
+    stats: Arc<PoolStats>,
+    ledger: Option<Arc<PartitionLedger>>,
+    heads: Vec<QueuedOp>,
+) -> Result<Vec<LaneDone>, String> {
+    let mut bound = Vec::with_capacity(heads.len());
+    for q in &heads {
+        bound.push(
+            store
+                .binding(&q.op.target, &q.op.subject)
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let pairs: Vec<(&Operation, Option<String>)> =
+        heads.iter().map(|q| &q.op).zip(bound).collect();
+    let span = tracing::info_span!(
+        "deliver",
+        target_name = %heads[0].op.target,
+        op = %heads[0].op.id,
+        members = heads.len(),
+    );
+    let reports = exec.execute_members(&pairs).instrument(span).await;
+    let mut batch = Vec::new();
+    let mut done = Vec::with_capacity(heads.len());
+    let mut alone = Vec::new();
+    for (q, report) in heads.iter().zip(reports) {
+        match report {
+            Some(r) => {
+                batch.extend(outcome_batch(q, &r));
+                match &r.outcome {
+                    Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
+                    Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+                };
+                record_metrics(exec.metrics(), &q.op, &r);
+                done.push(LaneDone {
+                    subject: q.op.subject.clone(),
+                    parked: None,
+                    finished: 1,
+                });
+            }
+            None => alone.push(q.clone()),
+        }
+    }
+    let commit = if batch.is_empty() {
+        Ok(())
+    } else {
+        store.commit(batch).await.map(drop).map_err(|e| e.to_string())
+    };
+    let singles = futures::future::join_all(alone.iter().map(|q| {
+        run_one(
+            store.clone(),
+            exec.clone(),
+            stats.clone(),
+            None,
+            std::slice::from_ref(q),
+        )
+    }))
+    .await;
+    let mut failed = commit.err();
+    for (q, r) in alone.iter().zip(singles) {
+        match r {
+            Ok(parked) => done.push(LaneDone {
+                subject: q.op.subject.clone(),
+                finished: usize::from(parked.is_none()),
+                parked,
+            }),
+            Err(e) => failed = Some(e),
+        }
+    }
+    for q in &heads {
+        if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
+            ledger.finish(pos);
+            if failed.is_none() && done.iter().any(|d| d.subject == q.op.subject && d.finished > 0) {
+                ledger.closed(pos);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(done),
     }
 }
 

@@ -170,3 +170,85 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
         .count();
     assert_eq!(coalesced, 5 + 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_limit() {
+    let server = TestServer::start(ServerOptions {
+        token: String::new(),
+        ..ServerOptions::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = scimflow_store::open(
+        scimflow_store::Engine::Sled,
+        dir.path(),
+        scimflow_store::StoreOptions::default(),
+    )
+    .unwrap();
+    // 30 existing, bound accounts, each with one queued "join dept-x".
+    let mut batch = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let subject = format!("E{i}");
+        let u = server.insert_user(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "externalId": subject, "userName": format!("e{i}"),
+        }));
+        let id = u["id"].as_str().unwrap().to_owned();
+        batch.push(Mutation::Bind {
+            target: "app".into(),
+            subject: subject.clone(),
+            id: id.clone(),
+        });
+        ids.push(id);
+        let mut join = op(&subject, 1, OpKind::GroupAdd, "", None);
+        join.group = Some("dept-x".into());
+        batch.push(Mutation::Enqueue(join));
+    }
+    store.commit(batch).await.unwrap();
+
+    let yaml = format!(
+        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    concurrency: 4\n    \
+         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
+         externalId: event.subject\n      userName: event.subject\n",
+        server.base_url()
+    );
+    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
+    let mut target = cfg.targets[0].clone();
+    let mut profile = (*target.profile).clone();
+    profile.groups.member_changes_per_request = Some(10);
+    target.profile = Arc::new(profile);
+    let exec = Executor::new(&target).unwrap();
+    assert_eq!(exec.member_changes_per_request(), 10);
+    let pool = TargetPool::new("app", store.clone(), exec, 4);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.queue_len("app").unwrap() > 0 {
+        assert!(Instant::now() < deadline, "queue drained within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+
+    let groups = server.groups();
+    assert_eq!(groups.len(), 1, "{groups:#?}");
+    let mut members: Vec<String> = groups[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect();
+    members.sort();
+    ids.sort();
+    assert_eq!(members, ids, "every account joined, once");
+    // 30 changes at most 10 per request: the group's creation carries the first 10, two PATCHes
+    // the rest (plus one lookup of the group), instead of 30 PATCHes.
+    let log = server.requests();
+    let writes = log
+        .iter()
+        .filter(|r| r.path.contains("/Groups") && r.method != Method::GET)
+        .count();
+    assert_eq!(writes, 3, "{:#?}", log.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+    assert_eq!(store.audit_scan(None, 100).unwrap().len(), 30);
+}
