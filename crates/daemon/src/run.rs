@@ -127,10 +127,25 @@ async fn build_and_run(
     let mut pools = HashMap::new();
     let mut pool_tasks = Vec::new();
     let pool_shutdown = CancellationToken::new();
+    let mut execs = Vec::new();
     for t in &config.targets {
         let exec = Executor::new(t)
             .with_context(|| format!("cannot build the HTTP client of target `{}`", t.name))?
             .with_metrics(metrics.clone());
+        execs.push(exec);
+    }
+    {
+        let mut named: Vec<(&str, &mut Executor)> = config
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .zip(execs.iter_mut())
+            .collect();
+        for group in scimflow_delivery::exec::share_rate_limits(&mut named) {
+            tracing::info!(targets = ?group, "these targets share one rate limit (their connector's quota is per tenant)");
+        }
+    }
+    for (t, exec) in config.targets.iter().zip(execs) {
         let mut pool = TargetPool::new(&t.name, store.clone(), exec, t.concurrency);
         if let Some(g) = t.deletion_guard {
             pool = pool.with_guard(Arc::new(scimflow_delivery::DeletionGuard::new(g)));

@@ -66,7 +66,9 @@ pub struct ExecReport {
 /// Runs operations for one target.
 pub struct Executor {
     client: ScimClient,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Targets with the same key share one limiter (see [`share_rate_limits`]).
+    quota_key: Option<String>,
     concurrency: ConcurrencyLimit,
     max_attempts: u32,
     backoff: backon::ExponentialBuilder,
@@ -87,6 +89,44 @@ pub struct Executor {
     member_limit: usize,
 }
 
+/// The key of the quota a target shares with others: its connector profile says the vendor's rate
+/// limit is per tenant (`rate_limit.shared`, e.g. Slack's per-workspace limits), so every target
+/// of that connector on the same host draws from one bucket.
+fn shared_quota_key(target: &TargetConfig) -> Option<String> {
+    let shared = target.profile.rate_limit.as_ref().is_some_and(|r| r.shared);
+    let host = url::Url::parse(&target.base_url)
+        .ok()?
+        .host_str()?
+        .to_ascii_lowercase();
+    (shared && target.rate_limit.is_some()).then(|| format!("{}@{host}", target.profile.name))
+}
+
+/// Makes executors whose targets share a quota (same connector with a shared rate limit, same
+/// host) draw from one token bucket — the first such target's; returns the groups formed, as
+/// target-name lists, for the log.
+pub fn share_rate_limits(execs: &mut [(&str, &mut Executor)]) -> Vec<Vec<String>> {
+    let mut first: HashMap<String, (Arc<DefaultDirectRateLimiter>, Vec<String>)> = HashMap::new();
+    for (name, exec) in execs.iter_mut() {
+        let (Some(key), Some(limiter)) = (exec.quota_key.clone(), exec.limiter.clone()) else {
+            continue;
+        };
+        match first.get_mut(&key) {
+            Some((shared, names)) => {
+                exec.limiter = Some(shared.clone());
+                names.push((*name).to_owned());
+            }
+            None => {
+                first.insert(key, (limiter, vec![(*name).to_owned()]));
+            }
+        }
+    }
+    first
+        .into_values()
+        .map(|(_, names)| names)
+        .filter(|n| n.len() > 1)
+        .collect()
+}
+
 /// Member changes per group PATCH when the profile states no limit.
 pub const DEFAULT_MEMBER_CHANGES: usize = 100;
 
@@ -97,11 +137,12 @@ impl Executor {
             let quota = Quota::with_period(per_token)
                 .expect("positive rate")
                 .allow_burst(NonZeroU32::new(r.burst).unwrap_or(NonZeroU32::MIN));
-            RateLimiter::direct(quota)
+            Arc::new(RateLimiter::direct(quota))
         });
         Ok(Executor {
             client: ScimClient::new(target)?,
             limiter,
+            quota_key: shared_quota_key(target),
             concurrency: ConcurrencyLimit::for_target(target),
             max_attempts: target.max_attempts,
             retry: target.retry,
@@ -189,6 +230,11 @@ impl Executor {
             });
         }
         reports
+    }
+
+    /// Whether this executor draws from the same token bucket as `other`.
+    pub fn shares_rate_limit_with(&self, other: &Executor) -> bool {
+        matches!((&self.limiter, &other.limiter), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     /// The target's circuit breaker, when it has one.

@@ -311,3 +311,37 @@ async fn an_open_breaker_parks_operations_instead_of_holding_them() {
     assert_eq!(r.park.expect("parked").attempts, 0);
     assert_eq!(server.request_count(), sent);
 }
+
+#[tokio::test]
+async fn targets_whose_connector_quota_is_per_tenant_share_one_limiter() {
+    let t = |name: &str, url: &str, connector: &str| {
+        format!(
+            "  {name}:\n    base_url: {url}\n    allow_http: true\n    connector: {connector}\n    \
+             rate_limit: {{ per_second: 5 }}\n    lifecycle:\n      hr.worker.hired: upsert\n    \
+             matching: [userName]\n    user:\n      userName: event.subject\n      \
+             displayName: event.subject\n      name.givenName: event.subject\n      \
+             name.familyName: event.subject\n      emails[type eq \"work\"].value: event.subject\n"
+        )
+    };
+    let yaml = format!(
+        "version: 1\ntargets:\n{}{}{}{}",
+        t("a", "http://one.example.com/scim/v2", "slack"),
+        t("b", "http://ONE.example.com/other", "slack"),
+        t("c", "http://two.example.com/scim/v2", "slack"),
+        t("d", "http://one.example.com/scim/v3", "generic"),
+    );
+    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).expect("valid config");
+    let mut execs: Vec<Executor> = cfg
+        .targets
+        .iter()
+        .map(|t| Executor::new(t).unwrap())
+        .collect();
+    let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let mut named: Vec<(&str, &mut Executor)> =
+        names.iter().map(String::as_str).zip(execs.iter_mut()).collect();
+    let groups = scimflow_delivery::exec::share_rate_limits(&mut named);
+    assert_eq!(groups, vec![vec!["a".to_owned(), "b".to_owned()]]);
+    assert!(execs[0].shares_rate_limit_with(&execs[1]), "same connector, same host");
+    assert!(!execs[0].shares_rate_limit_with(&execs[2]), "another host");
+    assert!(!execs[0].shares_rate_limit_with(&execs[3]), "a connector without a shared quota");
+}
