@@ -157,6 +157,9 @@ pub struct RawTarget {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub allow_http: bool,
+    /// Client certificate and private CA for the target's TLS connections.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
     #[serde(default)]
     pub concurrency: Option<usize>,
     #[serde(default)]
@@ -216,8 +219,37 @@ pub struct RawReconcile {
 pub struct RawAuth {
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
+    /// `bearer`: the token, a secret reference.
     #[serde(default)]
     pub token: Option<Spanned<serde_json::Value>>,
+    /// `oauth2`: the token endpoint.
+    #[serde(default)]
+    pub token_url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub client_id: Option<Spanned<String>>,
+    /// `oauth2`: a secret reference.
+    #[serde(default)]
+    pub client_secret: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub scope: Option<Spanned<String>>,
+    #[serde(default)]
+    pub audience: Option<Spanned<String>>,
+    /// `oauth2`: `basic` (default) or `body`.
+    #[serde(default)]
+    pub auth_style: Option<Spanned<String>>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+/// `tls:` of a target: each value a `{ file: PATH }` (or `{ env: NAME }`) reference to PEM text.
+#[derive(Debug, Deserialize)]
+pub struct RawTls {
+    #[serde(default)]
+    pub client_cert: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub client_key: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub ca: Option<Spanned<serde_json::Value>>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -592,6 +624,8 @@ pub struct TargetConfig {
     /// it does not support are config errors, and `rate_limit` / `matching` default to its values.
     pub profile: Arc<ConnectorProfile>,
     pub auth: TargetAuth,
+    /// Client certificate and private CA (`tls:`); server verification is always on.
+    pub tls: TargetTls,
     pub concurrency: usize,
     pub timeout: Duration,
     pub max_attempts: u32,
@@ -677,10 +711,68 @@ impl Default for ReconcileConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetAuth {
     None,
+    /// A static bearer token, re-read from its reference on every request.
     Bearer(SecretRef),
+    /// Tokens obtained with the OAuth2 client credentials grant (RFC 6749 §4.4).
+    OAuth2(OAuth2Config),
+}
+
+impl TargetAuth {
+    /// The `type:` as written, for logs and listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetAuth::None => "none",
+            TargetAuth::Bearer(_) => "bearer",
+            TargetAuth::OAuth2(_) => "oauth2",
+        }
+    }
+}
+
+/// `auth: { type: oauth2, … }`: the client credentials grant. Access tokens are cached, refreshed
+/// before they expire (one request at a time), and refreshed once more when the target answers 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2Config {
+    /// The token endpoint; `https` unless the target has `allow_http`.
+    pub token_url: String,
+    pub client_id: String,
+    /// Re-read on every token request (a rotated secret takes effect at the next refresh).
+    pub client_secret: SecretRef,
+    /// Space-separated scopes (RFC 6749 §3.3), sent as `scope`.
+    pub scope: Option<String>,
+    /// Sent as `audience` (Auth0, Okta and others use it to name the API).
+    pub audience: Option<String>,
+    pub auth_style: ClientAuthStyle,
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthStyle {
+    /// HTTP Basic with the form-encoded client id and secret (the RFC's "MUST support").
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the request body.
+    Body,
+}
+
+/// A target's `tls:` section. The server's certificate is always verified: against `ca` when set
+/// (then only against it), else against the built-in web PKI roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetTls {
+    /// Presented when the server asks for a client certificate (mTLS).
+    pub client: Option<ClientCertificate>,
+    /// PEM: the CA certificate(s) that sign the target's server certificate.
+    pub ca: Option<SecretRef>,
+}
+
+/// A client certificate (PEM, leaf first, optionally followed by intermediates) and its private
+/// key (PEM: PKCS#8, PKCS#1 or SEC1). Read when the target's client is built (at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub cert: SecretRef,
+    pub key: SecretRef,
 }
 
 /// A target's circuit breaker: after `failures` consecutive failed requests (no response, timeout,

@@ -169,6 +169,7 @@ const TARGET_KEYS: &[&str] = &[
     "connector_file",
     "auth",
     "allow_http",
+    "tls",
     "concurrency",
     "timeout_ms",
     "max_attempts",
@@ -498,39 +499,11 @@ fn target(
     }
     let auth = match t.auth {
         None => TargetAuth::None,
-        Some(a) => {
-            src.unknown(
-                a.kind.referenced.line(),
-                a.unknown.keys(),
-                "`auth`",
-                &["type", "token"],
-                d,
-            );
-            match a.kind.value.as_str() {
-                "bearer" => match a.token {
-                    Some(tok) => secret(src, "auth.token", &tok, d)
-                        .map(TargetAuth::Bearer)
-                        .unwrap_or(TargetAuth::None),
-                    None => {
-                        d.push(
-                            src.at(a.kind.referenced, "bearer auth needs a `token`")
-                                .with_hint(
-                                    "token: { env: NAME } or token: { file: /run/secrets/NAME }",
-                                ),
-                        );
-                        TargetAuth::None
-                    }
-                },
-                "none" => TargetAuth::None,
-                other => {
-                    d.push(
-                        src.at(a.kind.referenced, format!("unknown auth type `{other}`"))
-                            .with_hint("supported: bearer, none"),
-                    );
-                    TargetAuth::None
-                }
-            }
-        }
+        Some(a) => auth(src, &name, a, t.allow_http, d),
+    };
+    let tls = match t.tls {
+        None => TargetTls::default(),
+        Some(raw) => tls(src, &name, raw, first_line, d),
     };
     let mut lifecycle = BTreeMap::new();
     for (kind, rule) in t.lifecycle {
@@ -947,6 +920,7 @@ fn target(
         base_url,
         profile,
         auth,
+        tls,
         concurrency,
         timeout: Duration::from_millis(t.timeout_ms.unwrap_or(10_000)),
         max_attempts: t.max_attempts.unwrap_or(8).max(1),
@@ -963,6 +937,342 @@ fn target(
         groups,
         reconcile,
     })
+}
+
+/// Keys of `auth:` for each `type`.
+const BEARER_KEYS: &[&str] = &["type", "token"];
+const OAUTH2_KEYS: &[&str] = &[
+    "type",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "auth_style",
+];
+const AUTH_KEYS: &[&str] = &[
+    "type",
+    "token",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "auth_style",
+];
+
+/// A target's `auth:` section.
+fn auth(
+    src: &Source,
+    name: &str,
+    a: RawAuth,
+    allow_http: bool,
+    d: &mut Vec<Diagnostic>,
+) -> TargetAuth {
+    src.unknown(
+        a.kind.referenced.line(),
+        a.unknown.keys(),
+        "`auth`",
+        AUTH_KEYS,
+        d,
+    );
+    let kind = a.kind.value.as_str();
+    let applies: &[&str] = match kind {
+        "bearer" => BEARER_KEYS,
+        "oauth2" => OAUTH2_KEYS,
+        _ => &["type"],
+    };
+    // Keys that belong to another type: a sign of a half-edited section.
+    let present = [
+        ("token", a.token.as_ref().map(|v| v.referenced)),
+        ("token_url", a.token_url.as_ref().map(|v| v.referenced)),
+        ("client_id", a.client_id.as_ref().map(|v| v.referenced)),
+        (
+            "client_secret",
+            a.client_secret.as_ref().map(|v| v.referenced),
+        ),
+        ("scope", a.scope.as_ref().map(|v| v.referenced)),
+        ("audience", a.audience.as_ref().map(|v| v.referenced)),
+        ("auth_style", a.auth_style.as_ref().map(|v| v.referenced)),
+    ];
+    if matches!(kind, "bearer" | "oauth2" | "none") {
+        for (key, at) in present {
+            if let Some(at) = at.filter(|_| !applies.contains(&key)) {
+                d.push(
+                    src.at(at, format!("`auth.{key}` does not apply to `type: {kind}`"))
+                        .with_hint(format!("`type: {kind}` takes: {}", applies.join(", "))),
+                );
+            }
+        }
+    }
+    match kind {
+        "none" => TargetAuth::None,
+        "bearer" => match a.token {
+            Some(tok) => secret(src, "auth.token", &tok, d)
+                .map(TargetAuth::Bearer)
+                .unwrap_or(TargetAuth::None),
+            None => {
+                d.push(
+                    src.at(a.kind.referenced, "bearer auth needs a `token`")
+                        .with_hint("token: { env: NAME } or token: { file: /run/secrets/NAME }"),
+                );
+                TargetAuth::None
+            }
+        },
+        "oauth2" => oauth2(src, name, a, allow_http, d)
+            .map(TargetAuth::OAuth2)
+            .unwrap_or(TargetAuth::None),
+        other => {
+            d.push(
+                src.at(a.kind.referenced, format!("unknown auth type `{other}`"))
+                    .with_hint("supported: bearer, oauth2, none"),
+            );
+            TargetAuth::None
+        }
+    }
+}
+
+/// `auth: { type: oauth2, … }` (RFC 6749 §4.4, client credentials).
+fn oauth2(
+    src: &Source,
+    name: &str,
+    a: RawAuth,
+    allow_http: bool,
+    d: &mut Vec<Diagnostic>,
+) -> Option<OAuth2Config> {
+    let before = d.len();
+    let mut missing = |key: &str, hint: &str| {
+        d.push(
+            src.at(a.kind.referenced, format!("oauth2 auth needs `{key}`"))
+                .with_hint(hint.to_owned()),
+        );
+    };
+    if a.token_url.is_none() {
+        missing(
+            "token_url",
+            "token_url: https://login.example.com/oauth2/token (the token endpoint)",
+        );
+    }
+    if a.client_id.is_none() {
+        missing("client_id", "client_id: the client (application) id");
+    }
+    if a.client_secret.is_none() {
+        missing(
+            "client_secret",
+            "client_secret: { env: NAME } or client_secret: { file: /run/secrets/NAME }",
+        );
+    }
+    let token_url = a.token_url.and_then(|u| {
+        let at = u.referenced;
+        match url::Url::parse(u.value.trim()) {
+            Ok(p) if !p.username().is_empty() || p.password().is_some() => {
+                d.push(
+                    src.at(at, format!("target `{name}`: auth.token_url must not contain credentials"))
+                        .with_hint("put the client id in client_id and the secret in client_secret"),
+                );
+                None
+            }
+            Ok(p) if p.fragment().is_some() => {
+                d.push(src.at(
+                    at,
+                    format!("target `{name}`: auth.token_url must not have a fragment (RFC 6749 §3.2)"),
+                ));
+                None
+            }
+            Ok(p) if p.scheme() == "https" || (p.scheme() == "http" && allow_http) => {
+                Some(u.value.trim().to_owned())
+            }
+            Ok(p) if p.scheme() == "http" => {
+                d.push(
+                    src.at(at, format!("target `{name}`: auth.token_url must use https"))
+                        .with_hint("plain http is allowed only with the target's `allow_http: true` (e.g. loopback tests)"),
+                );
+                None
+            }
+            Ok(p) => {
+                d.push(src.at(
+                    at,
+                    format!("target `{name}`: auth.token_url has unsupported URL scheme `{}`", p.scheme()),
+                ));
+                None
+            }
+            Err(e) => {
+                d.push(src.at(
+                    at,
+                    format!("target `{name}`: auth.token_url is not a URL ({e})"),
+                ));
+                None
+            }
+        }
+    });
+    let client_id = a.client_id.and_then(|c| {
+        if c.value.trim().is_empty() || c.value.chars().any(char::is_control) {
+            d.push(src.at(
+                c.referenced,
+                format!("target `{name}`: auth.client_id is empty or has control characters"),
+            ));
+            None
+        } else {
+            Some(c.value)
+        }
+    });
+    let client_secret = a
+        .client_secret
+        .and_then(|s| secret(src, "auth.client_secret", &s, d));
+    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by spaces.
+    let scope = a.scope.and_then(|s| {
+        let tokens: Vec<&str> = s.value.split_whitespace().collect();
+        let ok = |t: &&str| {
+            t.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+        };
+        if tokens.is_empty() || !tokens.iter().all(ok) {
+            d.push(
+                src.at(
+                    s.referenced,
+                    format!("target `{name}`: auth.scope is not a space-separated list of scopes"),
+                )
+                .with_hint("e.g. scope: \"scim.read scim.write\" (no quotes, backslashes or non-ASCII inside a scope)"),
+            );
+            None
+        } else {
+            Some(tokens.join(" "))
+        }
+    });
+    let audience = a.audience.and_then(|s| {
+        if s.value.trim().is_empty() {
+            d.push(src.at(
+                s.referenced,
+                format!("target `{name}`: auth.audience is empty"),
+            ));
+            None
+        } else {
+            Some(s.value.trim().to_owned())
+        }
+    });
+    let auth_style = match a.auth_style {
+        None => ClientAuthStyle::Basic,
+        Some(s) => match s.value.as_str() {
+            "basic" => ClientAuthStyle::Basic,
+            "body" => ClientAuthStyle::Body,
+            other => {
+                d.push(
+                    src.at(s.referenced, format!("target `{name}`: unknown auth.auth_style `{other}`"))
+                        .with_hint("choose basic (HTTP Basic, the default) or body (client_id and client_secret in the form)"),
+                );
+                ClientAuthStyle::Basic
+            }
+        },
+    };
+    if d.len() > before {
+        return None;
+    }
+    Some(OAuth2Config {
+        token_url: token_url?,
+        client_id: client_id?,
+        client_secret: client_secret?,
+        scope,
+        audience,
+        auth_style,
+    })
+}
+
+/// A target's `tls:` section.
+fn tls(
+    src: &Source,
+    name: &str,
+    raw: RawTls,
+    first_line: u64,
+    d: &mut Vec<Diagnostic>,
+) -> TargetTls {
+    let line = [&raw.client_cert, &raw.client_key, &raw.ca]
+        .into_iter()
+        .flatten()
+        .map(|v| v.referenced.line())
+        .min()
+        .unwrap_or_else(|| src.key(first_line.saturating_sub(1), "tls").0);
+    src.unknown(
+        line,
+        raw.unknown.keys(),
+        "`tls`",
+        &["client_cert", "client_key", "ca"],
+        d,
+    );
+    let cert = raw
+        .client_cert
+        .as_ref()
+        .and_then(|v| pem_ref(src, "tls.client_cert", v, d));
+    let key = raw
+        .client_key
+        .as_ref()
+        .and_then(|v| secret(src, "tls.client_key", v, d));
+    let ca = raw.ca.as_ref().and_then(|v| pem_ref(src, "tls.ca", v, d));
+    let client = match (&raw.client_cert, &raw.client_key) {
+        (Some(c), None) => {
+            d.push(
+                src.at(
+                    c.referenced,
+                    format!("target `{name}`: tls.client_cert needs tls.client_key"),
+                )
+                .with_hint(
+                    "add client_key: { file: /path/to/key.pem } (the certificate's private key)",
+                ),
+            );
+            None
+        }
+        (None, Some(k)) => {
+            d.push(
+                src.at(
+                    k.referenced,
+                    format!("target `{name}`: tls.client_key needs tls.client_cert"),
+                )
+                .with_hint(
+                    "add client_cert: { file: /path/to/cert.pem } (the certificate of that key)",
+                ),
+            );
+            None
+        }
+        _ => cert
+            .zip(key)
+            .map(|(cert, key)| ClientCertificate { cert, key }),
+    };
+    TargetTls { client, ca }
+}
+
+/// A reference to PEM text that is not secret (a certificate): `{ file: PATH }` or `{ env: NAME }`.
+fn pem_ref(
+    src: &Source,
+    field: &str,
+    v: &Spanned<serde_json::Value>,
+    d: &mut Vec<Diagnostic>,
+) -> Option<SecretRef> {
+    let r = parse_ref(&v.value);
+    if r.is_none() {
+        d.push(
+            src.at(
+                v.referenced,
+                format!("`{field}` must be a reference to a PEM file"),
+            )
+            .with_hint("write { file: /path/to/cert.pem } (or { env: NAME } holding the PEM text)"),
+        );
+    }
+    r
+}
+
+/// `{ env: NAME }` or `{ file: PATH }`, exactly one key, non-empty.
+fn parse_ref(v: &serde_json::Value) -> Option<SecretRef> {
+    let obj = v.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    match (
+        obj.get("env").and_then(|x| x.as_str()),
+        obj.get("file").and_then(|x| x.as_str()),
+    ) {
+        (Some(n), None) if !n.is_empty() => Some(SecretRef::Env(n.to_owned())),
+        (None, Some(p)) if !p.is_empty() => Some(SecretRef::File(PathBuf::from(p))),
+        _ => None,
+    }
 }
 
 /// A target's `adaptive_concurrency:` section (on by default; `enabled: false` turns it off).
@@ -1387,14 +1697,9 @@ fn secret(
     v: &Spanned<serde_json::Value>,
     d: &mut Vec<Diagnostic>,
 ) -> Option<SecretRef> {
-    let obj = v.value.as_object();
-    let env = obj.and_then(|o| o.get("env")).and_then(|x| x.as_str());
-    let path = obj.and_then(|o| o.get("file")).and_then(|x| x.as_str());
-    let only_one_key = obj.is_some_and(|o| o.len() == 1);
-    match (env, path) {
-        (Some(n), None) if only_one_key && !n.is_empty() => Some(SecretRef::Env(n.to_owned())),
-        (None, Some(p)) if only_one_key && !p.is_empty() => Some(SecretRef::File(PathBuf::from(p))),
-        _ => {
+    match parse_ref(&v.value) {
+        Some(r) => Some(r),
+        None => {
             let what = if v.value.is_string() || v.value.is_number() {
                 format!("`{field}` holds a literal secret; secrets must be references")
             } else {
@@ -1797,6 +2102,238 @@ mod rate_limit_tests {
         assert_eq!(with("{ per_second: 5 }").burst, 1);
         assert_eq!(with("{ per_second: 0.5 }").burst, 1);
         assert_eq!(with("{ per_second: 200, burst: 1 }").burst, 1);
+    }
+}
+
+#[cfg(test)]
+mod target_auth_tests {
+    use crate::{
+        load_str, ClientAuthStyle, ClientCertificate, Diagnostics, OAuth2Config, SecretRef,
+        TargetAuth, TargetTls,
+    };
+
+    /// One target with `extra` lines (indented as target keys) after `base_url`.
+    fn config(base_url: &str, extra: &str) -> String {
+        format!(
+            "version: 1\ntargets:\n  demo:\n    base_url: {base_url}\n{extra}    lifecycle:\n      hr.worker.hired: upsert\n    user:\n      externalId: event.data.employeeId\n      userName: event.data.email\n"
+        )
+    }
+
+    fn errors(yaml: &str) -> Diagnostics {
+        load_str(yaml, "c.yaml", &|_| None).unwrap_err()
+    }
+
+    /// The diagnostic whose message contains `want`, as `(line, column, text with hint)`.
+    fn find(d: &Diagnostics, want: &str) -> (u64, u64, String) {
+        let hit =
+            d.0.iter()
+                .find(|x| x.message.contains(want))
+                .unwrap_or_else(|| panic!("no diagnostic {want:?} in:\n{d}"));
+        (hit.line, hit.column, hit.to_string())
+    }
+
+    const OAUTH2: &str = "    auth:
+      type: oauth2
+      token_url: https://login.example.com/oauth2/token
+      client_id: scimflow-prod
+      client_secret: { file: /run/secrets/scim-client }
+      scope: \"scim.read   scim.write\"
+      audience: https://api.example.com
+      auth_style: body
+";
+
+    #[test]
+    fn parses_oauth2_client_credentials() {
+        let c = load_str(
+            &config("https://scim.example.com/v2", OAUTH2),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.targets[0].auth,
+            TargetAuth::OAuth2(OAuth2Config {
+                token_url: "https://login.example.com/oauth2/token".into(),
+                client_id: "scimflow-prod".into(),
+                client_secret: SecretRef::File("/run/secrets/scim-client".into()),
+                scope: Some("scim.read scim.write".into()),
+                audience: Some("https://api.example.com".into()),
+                auth_style: ClientAuthStyle::Body,
+            })
+        );
+        // Defaults: HTTP Basic, no scope, no audience.
+        let minimal = "    auth: { type: oauth2, token_url: \"https://idp.example.com/token\", client_id: c1, client_secret: { env: SECRET } }\n";
+        let c = load_str(
+            &config("https://scim.example.com/v2", minimal),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        let TargetAuth::OAuth2(o) = &c.targets[0].auth else {
+            panic!("{:?}", c.targets[0].auth)
+        };
+        assert_eq!(o.auth_style, ClientAuthStyle::Basic);
+        assert_eq!((o.scope.as_deref(), o.audience.as_deref()), (None, None));
+        assert_eq!(o.client_secret, SecretRef::Env("SECRET".into()));
+        assert_eq!(c.targets[0].auth.kind(), "oauth2");
+    }
+
+    #[test]
+    fn an_http_token_url_needs_allow_http() {
+        let http = OAUTH2.replace("https://login", "http://login");
+        let d = errors(&config("https://scim.example.com/v2", &http));
+        let (line, column, text) = find(&d, "auth.token_url must use https");
+        assert_eq!((line, column), (7, 18), "{text}");
+        assert!(text.contains("allow_http"), "{text}");
+        let allowed = format!("    allow_http: true\n{http}");
+        load_str(
+            &config("http://127.0.0.1:1/scim/v2", &allowed),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn oauth2_errors_are_all_reported_at_their_keys_and_never_echo_the_secret() {
+        let bad = OAUTH2
+            .replace(
+                "client_secret: { file: /run/secrets/scim-client }",
+                "client_secret: \"hunter2-client-secret\"\n      token: { env: TOKEN }\n      client_sceret: 1",
+            )
+            .replace("auth_style: body", "auth_style: header")
+            .replace("\"scim.read   scim.write\"", "'scim\\read'")
+            .replace(
+                "https://login.example.com",
+                "https://id:pw@login.example.com",
+            );
+        let d = errors(&config("https://scim.example.com/v2", &bad));
+        let text = d.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(":pw@"), "{text}");
+        for (want, line) in [
+            ("auth.token_url must not contain credentials", 7),
+            ("`auth.client_secret` holds a literal secret", 9),
+            ("`auth.token` does not apply to `type: oauth2`", 10),
+            ("unknown key `client_sceret` in `auth`", 11),
+            ("auth.scope is not a space-separated list", 12),
+            ("unknown auth.auth_style `header`", 14),
+        ] {
+            let (l, _, t) = find(&d, want);
+            assert_eq!(l, line, "{t}");
+        }
+        assert!(
+            find(&d, "unknown key `client_sceret`")
+                .2
+                .contains("did you mean `client_secret`?"),
+            "{text}"
+        );
+        // Missing required keys are named at `type:`.
+        let d = errors(&config(
+            "https://scim.example.com/v2",
+            "    auth: { type: oauth2, scope: a }\n",
+        ));
+        for want in [
+            "oauth2 auth needs `token_url`",
+            "oauth2 auth needs `client_id`",
+            "oauth2 auth needs `client_secret`",
+        ] {
+            assert_eq!(find(&d, want).0, 5, "{d}");
+        }
+    }
+
+    #[test]
+    fn keys_of_another_auth_type_are_errors() {
+        let d = errors(&config(
+            "https://scim.example.com/v2",
+            "    auth: { type: bearer, token: { env: T }, token_url: \"https://x.example/t\" }\n",
+        ));
+        let (_, _, text) = find(&d, "`auth.token_url` does not apply to `type: bearer`");
+        assert!(text.contains("takes: type, token"), "{text}");
+        let d = errors(&config(
+            "https://scim.example.com/v2",
+            "    auth: { type: kerberos }\n",
+        ));
+        assert!(find(&d, "unknown auth type `kerberos`")
+            .2
+            .contains("bearer, oauth2, none"));
+    }
+
+    #[test]
+    fn parses_tls_client_certificate_and_ca() {
+        let tls = "    tls:\n      client_cert: { file: /etc/scimflow/client.pem }\n      client_key: { env: CLIENT_KEY_PEM }\n      ca: { file: /etc/scimflow/ca.pem }\n";
+        let c = load_str(
+            &config("https://scim.example.com/v2", tls),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.targets[0].tls,
+            TargetTls {
+                client: Some(ClientCertificate {
+                    cert: SecretRef::File("/etc/scimflow/client.pem".into()),
+                    key: SecretRef::Env("CLIENT_KEY_PEM".into()),
+                }),
+                ca: Some(SecretRef::File("/etc/scimflow/ca.pem".into())),
+            }
+        );
+        let only_ca = "    tls: { ca: { file: ca.pem } }\n";
+        let c = load_str(
+            &config("https://scim.example.com/v2", only_ca),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.targets[0].tls.client, None);
+        assert!(c.targets[0].tls.ca.is_some());
+        let c = load_str(
+            &config("https://scim.example.com/v2", ""),
+            "c.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.targets[0].tls, TargetTls::default());
+    }
+
+    #[test]
+    fn tls_errors_name_the_key_and_line() {
+        let pem = "-----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+        let bad = format!(
+            "    tls:\n      client_cert: {{ file: c.pem }}\n      ca: \"{pem}\"\n      insecure: true\n"
+        );
+        let d = errors(&config("https://scim.example.com/v2", &bad));
+        let text = d.to_string();
+        assert!(!text.contains("MIIEvQ"), "{text}");
+        assert_eq!(
+            find(&d, "tls.client_cert needs tls.client_key").0,
+            6,
+            "{text}"
+        );
+        assert_eq!(
+            find(&d, "`tls.ca` must be a reference to a PEM file").0,
+            7,
+            "{text}"
+        );
+        let (line, _, hint) = find(&d, "unknown key `insecure` in `tls`");
+        assert_eq!(line, 8, "{text}");
+        assert!(hint.contains("client_cert, client_key, ca"), "{hint}");
+        let key_only = "    tls: { client_key: { file: k.pem } }\n";
+        let d = errors(&config("https://scim.example.com/v2", key_only));
+        assert_eq!(find(&d, "tls.client_key needs tls.client_cert").0, 5);
+        let literal_key =
+            format!("    tls: {{ client_cert: {{ file: c.pem }}, client_key: \"{pem}\" }}\n");
+        let d = errors(&config("https://scim.example.com/v2", &literal_key));
+        assert!(!d.to_string().contains("MIIEvQ"), "{d}");
+        find(&d, "`tls.client_key` holds a literal secret");
+        // `tls` is a known target key; a misspelling is reported with the suggestion.
+        let d = errors(&config(
+            "https://scim.example.com/v2",
+            "    tsl: { ca: { file: ca.pem } }\n",
+        ));
+        assert!(find(&d, "unknown key `tsl`")
+            .2
+            .contains("did you mean `tls`?"));
     }
 }
 
