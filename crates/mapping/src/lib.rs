@@ -238,6 +238,8 @@ struct CompiledTarget {
     out_of_scope: Option<OpKind>,
     lifecycle: BTreeMap<String, (Lifecycle, Option<lang::Program>)>,
     matching: Vec<String>,
+    /// The target's connector profile: its case rules decide [`MatchKey::case_exact`].
+    profile: std::sync::Arc<scimflow_config::ConnectorProfile>,
     attrs: Vec<CompiledAttr>,
     manager: Option<lang::Program>,
     groups: Vec<(lang::Program, Option<lang::Program>)>,
@@ -524,6 +526,7 @@ pub fn compile(config: &Config) -> Result<Mapping, Diagnostics> {
             out_of_scope: t.out_of_scope,
             lifecycle,
             matching: t.matching.clone(),
+            profile: t.profile.clone(),
             attrs,
             manager,
             groups,
@@ -1239,6 +1242,7 @@ impl Mapping {
             manager_subject: None,
             alternatives: BTreeMap::new(),
             origin: None,
+            retry: None,
         };
         let mut main = op(op_id(&event.id, &t.name, None), kind, Vec::new());
         main.resource = Value::Object(resource);
@@ -1328,7 +1332,7 @@ fn matching_keys(t: &CompiledTarget, resource: &Map<String, Value>) -> Vec<Match
             Some(MatchKey {
                 attribute: attr.clone(),
                 value,
-                case_exact: attr != "userName",
+                case_exact: t.profile.case_exact(attr),
             })
         })
         .collect()
@@ -1391,6 +1395,8 @@ impl Planner for Mapping {
 
 #[cfg(test)]
 mod desired_tests;
+#[cfg(test)]
+mod profile_tests;
 #[cfg(test)]
 mod reuse_tests;
 
