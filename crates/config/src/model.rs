@@ -174,6 +174,12 @@ pub struct RawTarget {
     pub circuit_breaker: Option<RawBreaker>,
     #[serde(default)]
     pub adaptive_concurrency: Option<RawAdaptiveConcurrency>,
+    /// How transient failures are retried, parked and given up on.
+    #[serde(default)]
+    pub retry: Option<RawRetry>,
+    /// Writes go out in SCIM bulk requests (`true`, or a map of limits).
+    #[serde(default)]
+    pub bulk: Option<Spanned<serde_json::Value>>,
     /// Who is provisioned here (an expression; default: everyone).
     #[serde(default)]
     pub scope: Option<Spanned<String>>,
@@ -282,6 +288,24 @@ pub struct RawBreaker {
     pub open_seconds: Option<u64>,
     #[serde(default)]
     pub max_open_seconds: Option<u64>,
+    #[serde(flatten)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRetry {
+    #[serde(default)]
+    pub park_after_seconds: Option<u64>,
+    #[serde(default)]
+    pub park_delay_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_park_delay_seconds: Option<u64>,
+    #[serde(default)]
+    pub give_up_after_seconds: Option<u64>,
+    #[serde(default)]
+    pub budget_percent: Option<f64>,
+    #[serde(default)]
+    pub budget_min_per_second: Option<f64>,
     #[serde(flatten)]
     pub unknown: Unknown,
 }
@@ -637,6 +661,10 @@ pub struct TargetConfig {
     /// Learns how many requests in flight the target takes, up to `concurrency`
     /// (`adaptive_concurrency:`); `None` = off (always `concurrency`).
     pub adaptive_concurrency: Option<AdaptiveConcurrency>,
+    /// Retrying transient failures (`retry:`).
+    pub retry: RetryPolicy,
+    /// Sending writes in SCIM bulk requests (`bulk:`); `None` = one request per write.
+    pub bulk: Option<BulkConfig>,
     pub scope: Option<ExprSource>,
     /// Action for a person who leaves the scope; `None` = leave the account alone.
     pub out_of_scope: Option<OpKind>,
@@ -773,6 +801,60 @@ pub struct TargetTls {
 pub struct ClientCertificate {
     pub cert: SecretRef,
     pub key: SecretRef,
+}
+
+/// A target's `bulk:` section: writes (POST, PATCH, PUT, DELETE) of concurrent operations are
+/// collected for up to `linger` and sent as one `POST /Bulk` (RFC 7644 §3.7) of at most
+/// `max_operations` operations and `max_payload_bytes` bytes; each operation gets its own result
+/// (and its own retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkConfig {
+    pub max_operations: usize,
+    pub max_payload_bytes: usize,
+    pub linger: Duration,
+}
+
+impl BulkConfig {
+    pub const DEFAULT_MAX_OPERATIONS: usize = 100;
+    pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
+    pub const DEFAULT_LINGER_MS: u64 = 20;
+}
+
+/// How a target's transient failures (no response, 5xx, 408, 429) are retried (`retry:`).
+///
+/// An operation is retried in memory — backoff with jitter, `Retry-After` honoured, no concurrency
+/// permit held while waiting — for up to `max_attempts` attempts per dispatch, while the wait is at
+/// most `park_after` and the target's retry budget allows. Otherwise it is **parked**: its
+/// [`RetryState`](scimflow_core::RetryState) (attempts, next try) is written into the durable queue
+/// in place, its subject's later operations wait behind it, other subjects go on, and it is tried
+/// again at `next_try` (also after a restart): the parking delay starts at `park_delay` and doubles
+/// per park up to `max_park_delay`. An operation still failing `give_up_after` after its first
+/// failure becomes a dead letter.
+///
+/// The budget (after Finagle's retry budget) allows in-memory retries of at most `budget_percent`
+/// of the target's first attempts plus `budget_min_per_second`, so an outage cannot turn every
+/// operation into a retry storm; a retry the budget refuses parks instead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub park_after: Duration,
+    pub park_delay: Duration,
+    pub max_park_delay: Duration,
+    pub give_up_after: Duration,
+    pub budget_percent: f64,
+    pub budget_min_per_second: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            park_after: Duration::from_secs(10),
+            park_delay: Duration::from_secs(30),
+            max_park_delay: Duration::from_secs(600),
+            give_up_after: Duration::from_secs(24 * 3600),
+            budget_percent: 20.0,
+            budget_min_per_second: 10.0,
+        }
+    }
 }
 
 /// A target's circuit breaker: after `failures` consecutive failed requests (no response, timeout,

@@ -177,6 +177,8 @@ const TARGET_KEYS: &[&str] = &[
     "deletion_guard",
     "circuit_breaker",
     "adaptive_concurrency",
+    "retry",
+    "bulk",
     "scope",
     "out_of_scope",
     "lifecycle",
@@ -799,6 +801,14 @@ fn target(
             window: Duration::from_secs(window.max(1)),
         }
     });
+    let retry = match t.retry {
+        None => RetryPolicy::default(),
+        Some(r) => retry_policy(src, &name, first_line, r, d),
+    };
+    let bulk = t
+        .bulk
+        .as_ref()
+        .and_then(|b| bulk_config(src, &name, b, &profile, d));
     // On by default: a target that fails every request is left alone for a while.
     let circuit_breaker = match t.circuit_breaker {
         None => Some(BreakerConfig::default()),
@@ -928,6 +938,8 @@ fn target(
         deletion_guard,
         circuit_breaker,
         adaptive_concurrency,
+        retry,
+        bulk,
         scope: t.scope.as_ref().map(|s| src.expr(s)),
         out_of_scope,
         lifecycle,
@@ -937,6 +949,146 @@ fn target(
         groups,
         reconcile,
     })
+}
+
+/// A target's `bulk:` section: `true`/`false`, or `{ max_operations, max_payload_bytes,
+/// linger_ms }`; the connector profile's documented limits cap it, and a profile that documents
+/// that the vendor has no bulk endpoint refuses it.
+fn bulk_config(
+    src: &Source,
+    name: &str,
+    b: &Spanned<serde_json::Value>,
+    profile: &ConnectorProfile,
+    d: &mut Vec<Diagnostic>,
+) -> Option<BulkConfig> {
+    let at = b.referenced;
+    let mut max_operations = BulkConfig::DEFAULT_MAX_OPERATIONS;
+    let mut max_payload_bytes = BulkConfig::DEFAULT_MAX_PAYLOAD_BYTES;
+    let mut linger_ms = BulkConfig::DEFAULT_LINGER_MS;
+    match &b.value {
+        serde_json::Value::Bool(false) | serde_json::Value::Null => return None,
+        serde_json::Value::Bool(true) => {}
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let n = v.as_u64().filter(|n| *n > 0);
+                match (k.as_str(), n) {
+                    ("max_operations", Some(n)) => max_operations = n as usize,
+                    ("max_payload_bytes", Some(n)) => max_payload_bytes = n as usize,
+                    ("linger_ms", _) if v.as_u64().is_some() => linger_ms = v.as_u64().unwrap_or(0),
+                    ("max_operations" | "max_payload_bytes" | "linger_ms", _) => d.push(src.at(
+                        at,
+                        format!("target `{name}`: bulk.{k} must be a positive whole number"),
+                    )),
+                    (other, _) => d.push(
+                        src.at(at, format!("target `{name}`: unknown key `bulk.{other}`"))
+                            .with_hint("known: max_operations, max_payload_bytes, linger_ms"),
+                    ),
+                }
+            }
+        }
+        _ => {
+            d.push(
+                src.at(at, format!("target `{name}`: bulk must be true, false or a map"))
+                    .with_hint("bulk: { max_operations: 100, max_payload_bytes: 1048576, linger_ms: 20 }"),
+            );
+            return None;
+        }
+    }
+    if !profile.bulk.supported && profile.bulk.source.is_some() {
+        d.push(
+            src.at(
+                at,
+                format!(
+                    "target `{name}`: the `{}` connector has no SCIM bulk endpoint",
+                    profile.name
+                ),
+            )
+            .with_hint(format!(
+                "see {}; remove `bulk:`",
+                profile.bulk.source.as_deref().unwrap_or_default()
+            )),
+        );
+        return None;
+    }
+    if let Some(cap) = profile.bulk.max_operations {
+        max_operations = max_operations.min(cap.max(1));
+    }
+    if let Some(cap) = profile.bulk.max_payload_bytes {
+        max_payload_bytes = max_payload_bytes.min(cap.max(1024));
+    }
+    Some(BulkConfig {
+        max_operations,
+        max_payload_bytes,
+        linger: Duration::from_millis(linger_ms),
+    })
+}
+
+/// A target's `retry:` section (defaults for what it leaves out).
+fn retry_policy(
+    src: &Source,
+    name: &str,
+    first_line: u64,
+    r: RawRetry,
+    d: &mut Vec<Diagnostic>,
+) -> RetryPolicy {
+    let (line, _) = src.key(first_line.saturating_sub(1), "retry");
+    src.unknown(
+        line,
+        r.unknown.keys(),
+        "`retry`",
+        &[
+            "park_after_seconds",
+            "park_delay_seconds",
+            "max_park_delay_seconds",
+            "give_up_after_seconds",
+            "budget_percent",
+            "budget_min_per_second",
+        ],
+        d,
+    );
+    let def = RetryPolicy::default();
+    let mut bad = |field: &str, why: &str| {
+        d.push(src.diag(
+            src.key(line, field),
+            format!("target `{name}`: retry.{field} {why}"),
+        ));
+    };
+    let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+    let park_delay = secs(r.park_delay_seconds, def.park_delay);
+    if park_delay.is_zero() {
+        bad("park_delay_seconds", "must be positive");
+    }
+    let max_park_delay = secs(r.max_park_delay_seconds, def.max_park_delay);
+    if max_park_delay < park_delay {
+        bad(
+            "max_park_delay_seconds",
+            "must be at least park_delay_seconds",
+        );
+    }
+    let give_up_after = secs(r.give_up_after_seconds, def.give_up_after);
+    if give_up_after.is_zero() {
+        bad("give_up_after_seconds", "must be positive");
+    }
+    let budget_percent = r.budget_percent.unwrap_or(def.budget_percent);
+    if !(0.0..=1000.0).contains(&budget_percent) {
+        bad("budget_percent", "must be between 0 and 1000");
+    }
+    let budget_min_per_second = r.budget_min_per_second.unwrap_or(def.budget_min_per_second);
+    if !(budget_min_per_second >= 0.0 && budget_min_per_second.is_finite()) {
+        bad("budget_min_per_second", "must be 0 or more");
+    }
+    RetryPolicy {
+        park_after: secs(r.park_after_seconds, def.park_after),
+        park_delay: park_delay.max(Duration::from_secs(1)),
+        max_park_delay: max_park_delay.max(park_delay),
+        give_up_after: give_up_after.max(Duration::from_secs(1)),
+        budget_percent: budget_percent.clamp(0.0, 1000.0),
+        budget_min_per_second: if budget_min_per_second.is_finite() {
+            budget_min_per_second.max(0.0)
+        } else {
+            def.budget_min_per_second
+        },
+    }
 }
 
 /// Keys of `auth:` for each `type`.

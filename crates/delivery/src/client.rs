@@ -81,6 +81,16 @@ impl ScimClient {
         })
     }
 
+    /// The target's credentials (e.g. to count OAuth2 token requests).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// What this target's statuses mean (from its connector profile).
+    pub fn statuses(&self) -> &StatusRules {
+        &self.statuses
+    }
+
     /// Sends one request to `{base}{path}`.
     /// `traceparent` is sent as the W3C `traceparent` header.
     pub async fn send(

@@ -40,6 +40,7 @@ use scimflow_core::trace::TraceParent;
 
 use crate::adaptive::{ConcurrencyLimit, Feedback};
 use crate::breaker::{Breaker, Signal};
+use crate::bulk::{Bulk, Queued};
 use crate::client::{CallError, Reply, ScimClient};
 use crate::retry::{self, RetryBudget};
 
@@ -87,6 +88,8 @@ pub struct Executor {
     or_lookups: AtomicBool,
     /// Most member changes one group PATCH may carry (the profile's limit).
     member_limit: usize,
+    /// Writes go out in bulk requests (`bulk:`).
+    bulk: Option<Bulk>,
 }
 
 /// The key of the quota a target shares with others: its connector profile says the vendor's rate
@@ -143,6 +146,7 @@ impl Executor {
             client: ScimClient::new(target)?,
             limiter,
             quota_key: shared_quota_key(target),
+            bulk: target.bulk.as_ref().map(Bulk::new),
             concurrency: ConcurrencyLimit::for_target(target),
             max_attempts: target.max_attempts,
             retry: target.retry,
@@ -166,6 +170,130 @@ impl Executor {
                 .member_changes_per_request
                 .unwrap_or(DEFAULT_MEMBER_CHANGES)
                 .max(1),
+        })
+    }
+
+    /// One request through the target's stack: breaker → rate limit → concurrency → client, with
+    /// its span, breaker signal, concurrency feedback and metrics.
+    async fn send_stacked(
+        &self,
+        target: &str,
+        trace: Option<&TraceParent>,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, CallError> {
+        let pass = match &self.breaker {
+            Some(b) => Some(b.pass().await),
+            None => None,
+        };
+        if let Some(l) = &self.limiter {
+            let waited = Instant::now();
+            l.until_ready().await;
+            let waited = waited.elapsed();
+            if !waited.is_zero() {
+                self.metrics
+                    .limiter_wait
+                    .get_or_create(&TargetLabel {
+                        target: target.to_owned(),
+                    })
+                    .inc_by(waited.as_secs_f64());
+            }
+        }
+        let permit = self.concurrency.acquire().await;
+        let span = tracing::info_span!(
+            "scim_request",
+            http.method = %method,
+            http.path = path,
+            http.status = tracing::field::Empty,
+        );
+        // The request continues the trace: as a child of this request's exported span, or (without
+        // export) as a child of the event's own context.
+        let child = span
+            .in_scope(scimflow_telemetry::otlp::current_traceparent)
+            .or_else(|| trace.map(|t| t.child().header()));
+        span.in_scope(
+            || tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request"),
+        );
+        let sent = Instant::now();
+        let method_name = method.as_str().to_owned();
+        let r = self
+            .client
+            .send(method, path, query, body, child.as_deref())
+            .instrument(span.clone())
+            .await;
+        let status = match &r {
+            Ok(reply) => Some(reply.status),
+            Err(e) => e.status,
+        };
+        permit.finish(
+            sent.elapsed(),
+            Feedback::of(status, r.as_ref().err().map(|e| e.class)),
+        );
+        if let Some(s) = status {
+            span.record("http.status", s);
+        }
+        if let (Some(b), Some(p)) = (&self.breaker, pass) {
+            b.record(p, Signal::of(status));
+        }
+        self.metrics.request(
+            target,
+            &method_name,
+            status,
+            sent.elapsed(),
+        );
+        r
+    }
+
+    /// A write sent inside a bulk request (see [`crate::bulk`]): queued; the first writer leads,
+    /// sending batches through [`send_stacked`](Self::send_stacked) until none is left.
+    async fn bulk_send(
+        &self,
+        bulk: &Bulk,
+        target: &str,
+        trace: Option<&TraceParent>,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, CallError> {
+        /// Fails what is still queued if the leader is dropped before it is done.
+        struct Leading<'a>(&'a Bulk, bool);
+        impl Drop for Leading<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.abandon();
+                }
+            }
+        }
+        let rx = match bulk.queue(method, path, body) {
+            Queued::Wait(rx) => rx,
+            Queued::Lead(rx) => {
+                let mut leading = Leading(bulk, false);
+                tokio::select! {
+                    _ = tokio::time::sleep(bulk.linger()) => {}
+                    _ = bulk.full() => {}
+                }
+                while let Some(batch) = bulk.take_batch() {
+                    let request = batch.body.clone();
+                    tracing::debug!(target_name = target, operations = batch.len(), "bulk request");
+                    let r = self
+                        .send_stacked(target, trace, Method::POST, "/Bulk", &[], Some(&request))
+                        .await;
+                    bulk.distribute(batch, r, self.client.statuses());
+                }
+                leading.1 = true;
+                rx
+            }
+        };
+        rx.await.unwrap_or_else(|_| {
+            Err(CallError {
+                class: ErrorClass::Retryable,
+                status: None,
+                scim_type: None,
+                detail: "the bulk request carrying this write was cancelled".into(),
+                retry_after: Some(Duration::ZERO),
+            })
         })
     }
 
@@ -333,7 +461,9 @@ impl Executor {
                         Some("attempts of this dispatch used up")
                     } else if wait > self.retry.park_after {
                         Some("long wait")
-                    } else if !self.budget.withdraw() {
+                    } else if e.retry_after != Some(Duration::ZERO) && !self.budget.withdraw() {
+                        // (A "try again now" — a rebind, a refused bulk, a lost result — is not a
+                        // failure of the target and takes nothing from the budget.)
                         Some("retry budget spent")
                     } else {
                         None
@@ -421,68 +551,29 @@ impl Run<'_> {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, CallError> {
-        let pass = match &self.exec.breaker {
-            Some(b) => Some(b.pass().await),
-            None => None,
-        };
-        if let Some(l) = &self.exec.limiter {
-            let waited = Instant::now();
-            l.until_ready().await;
-            let waited = waited.elapsed();
-            if !waited.is_zero() {
-                self.exec
-                    .metrics
-                    .limiter_wait
-                    .get_or_create(&TargetLabel {
-                        target: self.op.target.clone(),
-                    })
-                    .inc_by(waited.as_secs_f64());
-            }
-        }
-        let permit = self.exec.concurrency.acquire().await;
-        self.requests.push(format!("{method} {path}"));
-        let span = tracing::info_span!(
-            "scim_request",
-            http.method = %method,
-            http.path = path,
-            http.status = tracing::field::Empty,
-        );
-        // The request continues the trace: as a child of this request's exported span, or (without
-        // export) as a child of the event's own context.
-        let child = span
-            .in_scope(scimflow_telemetry::otlp::current_traceparent)
-            .or_else(|| self.trace.as_ref().map(|t| t.child().header()));
-        span.in_scope(
-            || tracing::debug!(%method, path, traceparent = child.as_deref(), "scim request"),
-        );
-        let sent = Instant::now();
-        let method_name = method.as_str().to_owned();
-        let r = self
+        let bulk = self
             .exec
-            .client
-            .send(method, path, query, body, child.as_deref())
-            .instrument(span.clone())
-            .await;
+            .bulk
+            .as_ref()
+            .filter(|b| query.is_empty() && b.takes(&method));
+        let r = match bulk {
+            Some(bulk) => {
+                self.requests.push(format!("{method} {path} (bulk)"));
+                self.exec
+                    .bulk_send(bulk, &self.op.target, self.trace.as_ref(), method, path, body)
+                    .await
+            }
+            None => {
+                self.requests.push(format!("{method} {path}"));
+                self.exec
+                    .send_stacked(&self.op.target, self.trace.as_ref(), method, path, query, body)
+                    .await
+            }
+        };
         self.last_status = match &r {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,
         };
-        permit.finish(
-            sent.elapsed(),
-            Feedback::of(self.last_status, r.as_ref().err().map(|e| e.class)),
-        );
-        if let Some(s) = self.last_status {
-            span.record("http.status", s);
-        }
-        if let (Some(b), Some(p)) = (&self.exec.breaker, pass) {
-            b.record(p, Signal::of(self.last_status));
-        }
-        self.exec.metrics.request(
-            &self.op.target,
-            &method_name,
-            self.last_status,
-            sent.elapsed(),
-        );
         r
     }
 

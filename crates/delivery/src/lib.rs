@@ -7,11 +7,13 @@
 //! * [`classify`] — status and `Retry-After` handling into the closed error classes.
 //! * [`adaptive::ConcurrencyLimit`] — the per-target limit on requests in flight, learned by AIMD
 //!   from 429s, timeouts and latency.
+//! * [`bulk`] — writes of concurrent operations sent together as SCIM bulk requests.
 //! * [`breaker::Breaker`] — stops sending to a target that fails every request, probes, recovers.
 //! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
 
 pub mod adaptive;
 pub mod breaker;
+pub mod bulk;
 pub mod classify;
 pub mod client;
 pub mod exec;

@@ -63,8 +63,9 @@ impl RetryBudget {
     /// Takes one retry from the budget; `false` when none is left.
     pub fn withdraw(&self) -> bool {
         self.with(|b| {
-            if *b >= 1.0 {
-                *b -= 1.0;
+            // (A small tolerance: five deposits of 0.2 make one retry.)
+            if *b >= 1.0 - 1e-9 {
+                *b = (*b - 1.0).max(0.0);
                 true
             } else {
                 false
@@ -74,7 +75,7 @@ impl RetryBudget {
 
     /// Retries available now (rounded down).
     pub fn available(&self) -> u64 {
-        self.with(|b| b.floor() as u64)
+        self.with(|b| (*b + 1e-9).floor() as u64)
     }
 }
 

@@ -129,6 +129,8 @@ pub struct Metrics {
     pub requests: HistogramFamily<RequestLabels>,
     pub time_to_provision: HistogramFamily<ProvisionLabels>,
     pub retries: Family<TargetLabel, Counter>,
+    /// Operations parked in the durable queue until a later try, by target.
+    pub parked: Family<TargetLabel, Counter>,
     pub throttled: Family<TargetLabel, Counter>,
     pub limiter_wait: Family<TargetLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub auth_failures: Family<AuthLabels, Counter>,
@@ -179,6 +181,7 @@ impl Metrics {
                 provision_histogram as fn() -> Histogram,
             ),
             retries: Family::default(),
+            parked: Family::default(),
             throttled: Family::default(),
             limiter_wait: Family::default(),
             auth_failures: Family::default(),
@@ -230,6 +233,11 @@ impl Metrics {
                 "retries",
                 "Attempts repeated after a transient failure, by target",
                 m.retries.clone(),
+            );
+            r.register(
+                "operations_parked",
+                "Operations parked in the durable queue until a later try (outage, long Retry-After, retry budget spent), by target",
+                m.parked.clone(),
             );
             r.register(
                 "throttled_responses",
@@ -355,7 +363,12 @@ impl Metrics {
         let t = TargetLabel {
             target: target.to_owned(),
         };
-        for f in [&self.retries, &self.throttled, &self.dead_letters] {
+        for f in [
+            &self.retries,
+            &self.parked,
+            &self.throttled,
+            &self.dead_letters,
+        ] {
             let _ = f.get_or_create(&t);
         }
         let _ = self.limiter_wait.get_or_create(&t);

@@ -122,6 +122,67 @@ pub struct ServerOptions {
     pub cursor_pagination: bool,
     /// Accept a group whose `displayName` another group has (default false: 409 `uniqueness`).
     pub allow_duplicate_group_names: bool,
+    /// Serve `POST /Bulk` (RFC 7644 §3.7) with at most this many operations per request (more:
+    /// 413). `None` (default): 501, like a server without bulk. Scripted faults apply to each
+    /// operation by its method and path, and turn into that operation's result.
+    pub bulk_max_operations: Option<usize>,
+    /// Decides which bearer tokens are accepted, instead of [`token`](Self::token).
+    pub token_check: Option<TokenCheck>,
+}
+
+/// A predicate on the bearer token of a request (see [`ServerOptions::token_check`]).
+#[derive(Clone)]
+pub struct TokenCheck(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck(..)")
+    }
+}
+
+/// HTTPS for [`TestServer::start_tls`]: the server's certificate chain and key (PEM), and the CA
+/// that client certificates must chain to (`None`: no client certificate asked for).
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: Option<String>,
+}
+
+impl TlsOptions {
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use tokio_rustls::rustls::{self, server::WebPkiClientVerifier, RootCertStore};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("server certificate PEM");
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("server key PEM");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = match &self.client_ca_pem {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                    roots.add(c.expect("client CA PEM")).expect("client CA");
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .expect("server certificate and key");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
 }
 
 impl Default for ServerOptions {
@@ -139,6 +200,8 @@ impl Default for ServerOptions {
             send_location: true,
             cursor_pagination: false,
             allow_duplicate_group_names: false,
+            bulk_max_operations: None,
+            token_check: None,
         }
     }
 }
@@ -351,6 +414,10 @@ pub(crate) struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     count: AtomicU64,
     admitted: Mutex<VecDeque<Instant>>,
+    /// Why TLS handshakes failed (HTTPS servers only).
+    tls_failures: Mutex<Vec<String>>,
+    /// Per bulk request, the `(method, path, status)` of each of its operations.
+    bulk_log: Mutex<Vec<Vec<(String, String, u16)>>>,
 }
 
 impl Shared {
@@ -510,6 +577,11 @@ impl Shared {
             self.record(seen(), 429, at);
             return r;
         }
+        if method == Method::POST && path == format!("{BASE_PATH}/Bulk") {
+            let resp = self.bulk(router, req.map(Body::new)).await;
+            self.record(seen(), resp.status().as_u16(), at);
+            return resp;
+        }
         let resp = match router.oneshot(req.map(Body::new)).await {
             Ok(r) => r,
             Err(never) => match never {},
@@ -524,6 +596,91 @@ impl Shared {
         };
         self.record(seen(), resp.status().as_u16(), at);
         resp
+    }
+}
+
+impl Shared {
+    /// `POST /Bulk`: each operation through the router (and the scripted faults), in order.
+    async fn bulk(&self, router: Router, req: Request<Body>) -> Response {
+        let Some(max) = self.opts.bulk_max_operations else {
+            return ScimError::new(501, None, "bulk is not supported").into_response();
+        };
+        let auth = req.headers().get(header::AUTHORIZATION).cloned();
+        let Ok(bytes) = axum::body::to_bytes(req.into_body(), 16 << 20).await else {
+            return ScimError::new(413, None, "bulk body too large").into_response();
+        };
+        let Ok(request) = serde_json::from_slice::<Value>(&bytes) else {
+            return ScimError::new(400, Some("invalidSyntax"), "bulk body is not JSON").into_response();
+        };
+        let ops = request["Operations"].as_array().cloned().unwrap_or_default();
+        if ops.len() > max {
+            return ScimError::new(413, None, format!("more than {max} operations")).into_response();
+        }
+        let mut results = Vec::with_capacity(ops.len());
+        let mut log = Vec::with_capacity(ops.len());
+        for op in ops {
+            let method_name = op["method"].as_str().unwrap_or_default().to_ascii_uppercase();
+            let path = op["path"].as_str().unwrap_or_default().to_owned();
+            let full = format!("{BASE_PATH}{path}");
+            let Ok(method) = Method::from_bytes(method_name.as_bytes()) else {
+                results.push(json!({"method": method_name, "bulkId": op["bulkId"], "status": "400"}));
+                continue;
+            };
+            let fault = self.take_fault(&method, &full);
+            let (status, body, location) = match fault {
+                Some(Fault::Status { status, .. }) => (
+                    status,
+                    Some(ScimError::new(status, None, format!("scripted fault: status {status}")).body()),
+                    None,
+                ),
+                other => {
+                    let mut inner = Request::builder().method(method.clone()).uri(&full);
+                    if let Some(a) = &auth {
+                        inner = inner.header(header::AUTHORIZATION, a.clone());
+                    }
+                    let data = op.get("data").map(|d| serde_json::to_vec(d).expect("json"));
+                    let inner = inner
+                        .header(header::CONTENT_TYPE, SCIM_CONTENT_TYPE)
+                        .body(Body::from(data.unwrap_or_default()))
+                        .expect("valid request");
+                    let resp = match router.clone().oneshot(inner).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    let status = resp.status().as_u16();
+                    let location = resp
+                        .headers()
+                        .get(header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                        .await
+                        .unwrap_or_default();
+                    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+                    if matches!(other, Some(Fault::CommitThen500)) {
+                        (500, Some(ScimError::new(500, None, "scripted fault: committed, then failed").body()), None)
+                    } else {
+                        (status, body, location)
+                    }
+                }
+            };
+            log.push((method_name.clone(), path.clone(), status));
+            let mut result = json!({"method": method_name, "bulkId": op["bulkId"], "status": status.to_string()});
+            if let Some(l) = location {
+                result["location"] = Value::String(l);
+            }
+            if status >= 400 {
+                if let Some(b) = body {
+                    result["response"] = b;
+                }
+            }
+            results.push(result);
+        }
+        self.bulk_log.lock().expect("bulk log lock").push(log);
+        scim_json(
+            StatusCode::OK,
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkResponse"], "Operations": results}),
+        )
     }
 }
 
@@ -587,6 +744,8 @@ impl TestServer {
             requests: Mutex::new(Vec::new()),
             count: AtomicU64::new(0),
             admitted: Mutex::new(VecDeque::new()),
+            tls_failures: Mutex::new(Vec::new()),
+            bulk_log: Mutex::new(Vec::new()),
         });
         let router = handlers::router(shared.clone());
         let cancel = CancellationToken::new();
@@ -666,6 +825,17 @@ impl TestServer {
     pub fn clear_requests(&self) {
         self.shared.requests.lock().expect("requests lock").clear();
         self.shared.count.store(0, Ordering::Relaxed);
+    }
+
+    /// Why TLS handshakes failed so far, in order (HTTPS servers; e.g. a client that sent no
+    /// certificate).
+    pub fn tls_failures(&self) -> Vec<String> {
+        self.shared.tls_failures.lock().expect("tls lock").clone()
+    }
+
+    /// Per bulk request served, the `(method, path, status)` of each of its operations.
+    pub fn bulk_log(&self) -> Vec<Vec<(String, String, u16)>> {
+        self.shared.bulk_log.lock().expect("bulk log lock").clone()
     }
 
     /// Requests received so far (including faulted and rejected ones).
