@@ -183,8 +183,15 @@ impl Bulk {
         }
     }
 
-    /// Hands each write of `batch` its result from the bulk response `answer`.
-    pub fn distribute(&self, batch: Batch, answer: Result<Reply, CallError>, rules: &StatusRules) {
+    /// Hands each write of `batch` its result from the bulk response `answer`; returns how many
+    /// succeeded, failed with their own status, and got no result.
+    pub fn distribute(
+        &self,
+        batch: Batch,
+        answer: Result<Reply, CallError>,
+        rules: &StatusRules,
+    ) -> Tally {
+        let mut tally = Tally::default();
         let reply = match answer {
             Ok(r) => r,
             Err(e) => {
@@ -196,6 +203,7 @@ impl Bulk {
                     let now = self.max_operations.load(Ordering::Relaxed);
                     self.max_operations.store((now / 2).max(1), Ordering::Relaxed);
                 }
+                tally.unanswered = batch.items.len();
                 for item in batch.items {
                     let r = if refused || e.status == Some(413) {
                         retry_now(format!("the bulk request was refused ({})", e.detail))
@@ -204,7 +212,7 @@ impl Bulk {
                     };
                     let _ = item.reply.send(Err(r));
                 }
-                return;
+                return tally;
             }
         };
         let mut results: HashMap<String, Value> = reply
@@ -218,15 +226,35 @@ impl Bulk {
             .collect();
         for (item, id) in batch.items.into_iter().zip(batch.ids) {
             let r = match results.remove(&id) {
-                Some(result) => item_result(&item, &result, rules),
-                None => Err(retry_now(format!(
-                    "the bulk response has no result for {} {}",
-                    item.method, item.path
-                ))),
+                Some(result) => {
+                    let r = item_result(&item, &result, rules);
+                    match &r {
+                        Ok(_) => tally.succeeded += 1,
+                        Err(e) if e.status.is_some() => tally.failed += 1,
+                        Err(_) => tally.unanswered += 1,
+                    }
+                    r
+                }
+                None => {
+                    tally.unanswered += 1;
+                    Err(retry_now(format!(
+                        "the bulk response has no result for {} {}",
+                        item.method, item.path
+                    )))
+                }
             };
             let _ = item.reply.send(r);
         }
+        tally
     }
+}
+
+/// What came of the operations of one bulk request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub succeeded: usize,
+    pub failed: usize,
+    pub unanswered: usize,
 }
 
 /// A retryable error to be retried at once.
@@ -367,7 +395,15 @@ mod tests {
             ]})),
             location: None,
         };
-        b.distribute(batch, Ok(answer), &StatusRules::default());
+        let tally = b.distribute(batch, Ok(answer), &StatusRules::default());
+        assert_eq!(
+            tally,
+            Tally {
+                succeeded: 1,
+                failed: 1,
+                unanswered: 1
+            }
+        );
         let mut rx = rx.into_iter();
         let created = rx.next().unwrap().await.unwrap().unwrap();
         assert_eq!(created.status, 201);

@@ -34,7 +34,7 @@ use scimflow_config::{RetryPolicy, TargetConfig};
 use scimflow_core::op::MatchKey;
 use scimflow_core::{ErrorClass, OpKind, Operation, Outcome, RetryState};
 use scimflow_scim::filter::Filter;
-use scimflow_telemetry::metrics::{Metrics, TargetLabel};
+use scimflow_telemetry::metrics::{BulkLabels, Metrics, TargetLabel};
 
 use scimflow_core::trace::TraceParent;
 
@@ -280,7 +280,22 @@ impl Executor {
                     let r = self
                         .send_stacked(target, trace, Method::POST, "/Bulk", &[], Some(&request))
                         .await;
-                    bulk.distribute(batch, r, self.client.statuses());
+                    let tally = bulk.distribute(batch, r, self.client.statuses());
+                    for (result, n) in [
+                        ("succeeded", tally.succeeded),
+                        ("failed", tally.failed),
+                        ("unanswered", tally.unanswered),
+                    ] {
+                        if n > 0 {
+                            self.metrics
+                                .bulk_operations
+                                .get_or_create(&BulkLabels {
+                                    target: target.to_owned(),
+                                    result,
+                                })
+                                .inc_by(n as u64);
+                        }
+                    }
                 }
                 leading.1 = true;
                 rx

@@ -49,6 +49,15 @@ pub struct AuthLabels {
     pub status: &'static str,
 }
 
+/// `{target, result}` of an operation sent inside a SCIM bulk request: `result` is `succeeded`
+/// (2xx), `failed` (its own error status) or `unanswered` (the response did not mention it, or the
+/// whole request failed).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BulkLabels {
+    pub target: String,
+    pub result: &'static str,
+}
+
 /// `{target, operation, outcome, status_class}` of a finished operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
@@ -134,6 +143,8 @@ pub struct Metrics {
     pub throttled: Family<TargetLabel, Counter>,
     pub limiter_wait: Family<TargetLabel, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub auth_failures: Family<AuthLabels, Counter>,
+    /// Operations sent inside bulk requests, by target and result.
+    pub bulk_operations: Family<BulkLabels, Counter>,
     pub dead_letters: Family<TargetLabel, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
     pub queue_depth: Family<TargetLabel, Gauge>,
@@ -185,6 +196,7 @@ impl Metrics {
             throttled: Family::default(),
             limiter_wait: Family::default(),
             auth_failures: Family::default(),
+            bulk_operations: Family::default(),
             dead_letters: Family::default(),
             reloads: Family::default(),
             queue_depth: Family::default(),
@@ -249,6 +261,11 @@ impl Metrics {
                 "Time requests waited for a rate-limit token, by target",
                 prometheus_client::registry::Unit::Seconds,
                 m.limiter_wait.clone(),
+            );
+            r.register(
+                "bulk_operations",
+                "Operations sent inside SCIM bulk requests, by target and result (succeeded, failed, unanswered)",
+                m.bulk_operations.clone(),
             );
             r.register(
                 "auth_failures",
@@ -377,6 +394,12 @@ impl Metrics {
             let _ = self.auth_failures.get_or_create(&AuthLabels {
                 target: target.to_owned(),
                 status,
+            });
+        }
+        for result in ["succeeded", "failed", "unanswered"] {
+            let _ = self.bulk_operations.get_or_create(&BulkLabels {
+                target: target.to_owned(),
+                result,
             });
         }
     }
