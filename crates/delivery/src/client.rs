@@ -14,7 +14,7 @@ use serde_json::Value;
 use scimflow_config::{TargetAuth, TargetConfig};
 use scimflow_core::ErrorClass;
 
-use crate::classify::{classify_status, parse_retry_after};
+use crate::classify::{parse_retry_after, StatusRules};
 
 /// Largest response body read from a target.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -62,6 +62,8 @@ pub struct ScimClient {
     base: String,
     auth: TargetAuth,
     timeout: Duration,
+    /// The target's throttle and duplicate statuses (from its connector profile).
+    statuses: StatusRules,
 }
 
 impl ScimClient {
@@ -78,6 +80,7 @@ impl ScimClient {
             base: target.base_url.clone(),
             auth: target.auth.clone(),
             timeout: target.timeout,
+            statuses: StatusRules::new(&target.profile),
         })
     }
 
@@ -101,6 +104,8 @@ impl ScimClient {
         body: Option<&Value>,
         traceparent: Option<&str>,
     ) -> Result<Reply, CallError> {
+        // A POST to a resource endpoint creates (not a `/.search` or `/Bulk` POST).
+        let creates = method == Method::POST && !path.ends_with("/.search") && path != "/Bulk";
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -204,7 +209,7 @@ impl ScimClient {
         let (scim_type, detail) = scimflow_scim::error::ScimError::parse_lenient(&bytes)
             .map(|e| (e.scim_type, e.detail))
             .unwrap_or_default();
-        let mut class = classify_status(status);
+        let mut class = self.statuses.classify(status, creates);
         if status == 400 && scim_type.as_deref() == Some("uniqueness") {
             class = ErrorClass::Conflict;
         }
