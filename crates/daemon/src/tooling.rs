@@ -381,6 +381,7 @@ pub fn test(configs: &[std::path::PathBuf], connectors: Option<&Path>) -> ExitCo
         .iter()
         .map(|c| (c.clone(), scimflow_mapping::testcase::discover(c)))
         .collect();
+    let mut unrunnable = 0usize;
     if let Some(dir) = connectors {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
             .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -390,6 +391,13 @@ pub fn test(configs: &[std::path::PathBuf], connectors: Option<&Path>) -> ExitCo
             let (example, tests) = (c.join("example.yaml"), c.join("tests"));
             if example.exists() && tests.is_dir() {
                 suites.push((example, vec![tests]));
+            } else if c.join("profile.yaml").exists() {
+                // A connector without its example or test cases would pass unnoticed.
+                eprintln!(
+                    "error: connector {} has no example.yaml and tests/ to run",
+                    c.display()
+                );
+                unrunnable += 1;
             }
         }
     }
@@ -397,7 +405,7 @@ pub fn test(configs: &[std::path::PathBuf], connectors: Option<&Path>) -> ExitCo
         eprintln!("error: nothing to test: give --config FILE and/or --connectors DIR");
         return ExitCode::FAILURE;
     }
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed) = (0usize, unrunnable);
     for (config, paths) in suites {
         let (_, mapping) = match load(&config) {
             Ok(x) => x,
