@@ -59,3 +59,69 @@ async fn writes_go_out_in_bulk_requests_and_reach_the_exact_end_state() {
     let writes = requests.iter().filter(|r| !r.starts_with("GET")).count();
     assert!(bulk > 0 && bulk == writes, "{bulk} of {writes} writes in bulk: {requests:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_409_on_create_binds_the_account_another_instance_just_created() {
+    // Two independent instances (separate stores) hire the same person on one scim2-server. Their
+    // creates wait in a 1.5 s bulk linger, so both lookups happen before either create: the
+    // second create gets 409 uniqueness and must bind the first one's account and converge it.
+    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "    concurrency: 4\n    bulk: { linger_ms: 1500 }\n");
+    let env = example_env(&scim, INGEST);
+    let a = Daemon::start(&path, &dir.path().join("a"), &env).unwrap();
+    let b = Daemon::start(&path, &dir.path().join("b"), &env).unwrap();
+    let scenario = Scenario::hr(1, 2, 9);
+    let hire = scenario.events[0].clone();
+    assert_eq!(hire["type"], "hr.worker.hired");
+    let client = reqwest::Client::new();
+    let post = |daemon: &Daemon| {
+        client
+            .post(format!("{}/api/v1/events", daemon.url))
+            .bearer_auth(INGEST)
+            .json(&Value::Array(vec![hire.clone()]))
+            .send()
+    };
+    let (ra, rb) = tokio::join!(post(&a), post(&b));
+    assert_eq!(ra.unwrap().status(), 202);
+    assert_eq!(rb.unwrap().status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = |t: &std::collections::HashMap<String, Value>| t["demo"]["queue_depth"] == 0;
+        if done(&a.targets().await.unwrap()) && done(&b.targets().await.unwrap()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both delivered within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+    let users = scim.list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "one account, not two: {users:#?}");
+    let id = users[0]["id"].as_str().unwrap();
+    // Both instances applied it, bound to the same account; one of them through the 409.
+    let mut conflicts = 0;
+    for data in ["a", "b"] {
+        let audit = json_lines(&scimflow_offline(&["audit", "export"], &dir.path().join(data)).unwrap());
+        let hire_record = audit
+            .iter()
+            .find(|r| r["event_id"] == hire["id"])
+            .unwrap_or_else(|| panic!("{data}: no audit record for the hire: {audit:#?}"));
+        assert_eq!(hire_record["outcome"], "applied", "{data}: {hire_record}");
+        let requests: Vec<&str> = hire_record["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // A lookup, a create; after a 409: a lookup per attribute and the converging PATCH.
+        if requests.len() > 2 {
+            conflicts += 1;
+            assert!(
+                requests.last().unwrap().starts_with(&format!("PATCH /Users/{id}")),
+                "{data}: {requests:?}"
+            );
+        }
+    }
+    assert_eq!(conflicts, 1, "exactly one instance saw the conflict");
+}
