@@ -10,14 +10,17 @@
 //! 1. count it, take the first matching scripted [`FaultRule`] (consuming one of its uses);
 //! 2. sleep [`ServerOptions::latency`]; a `Delay` fault sleeps too and then carries on;
 //!    `Status` answers at once without touching data; `Reset` drops the connection;
-//! 3. bearer-token check (401 with a SCIM error body; `ServiceProviderConfig` is open);
+//! 3. bearer-token check (401 with a SCIM error body; `ServiceProviderConfig` is open): the static
+//!    [`ServerOptions::token`], or [`ServerOptions::token_check`] (e.g. the tokens a
+//!    [`crate::oauth::TokenEndpoint`] issued and that have not expired);
 //! 4. [`ServerOptions::rate_limit`]: at most N admitted requests in any sliding second, 429 above;
 //! 5. the real SCIM handler; then `TruncatedJson` / `InvalidJson` / `CommitThen500` mangle the
 //!    answer of a request that *was* carried out;
 //! 6. record a [`RecordedRequest`] (status 0 for a reset).
 //!
 //! Behaviour that real targets show and tests need is a knob in [`ServerOptions`]; everything
-//! observable for assertions is a method on [`TestServer`].
+//! observable for assertions is a method on [`TestServer`]. [`TestServer::start_tls`] serves
+//! HTTPS instead, optionally requiring a client certificate ([`TlsOptions`], [`crate::pki`]).
 
 mod filter;
 mod handlers;
@@ -476,7 +479,9 @@ impl Shared {
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
-        if self.opts.token.is_empty() || req.uri().path() == "/scim/v2/ServiceProviderConfig" {
+        if (self.opts.token.is_empty() && self.opts.token_check.is_none())
+            || req.uri().path() == "/scim/v2/ServiceProviderConfig"
+        {
             return true;
         }
         req.headers()
@@ -484,7 +489,11 @@ impl Shared {
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.split_once(' '))
             .is_some_and(|(scheme, tok)| {
-                scheme.eq_ignore_ascii_case("bearer") && tok.trim() == self.opts.token
+                scheme.eq_ignore_ascii_case("bearer")
+                    && match &self.opts.token_check {
+                        Some(check) => (check.0)(tok.trim()),
+                        None => tok.trim() == self.opts.token,
+                    }
             })
     }
 
@@ -730,8 +739,26 @@ impl TestServer {
 
     /// Start on a listener the caller bound.
     pub async fn start_on(listener: TcpListener, opts: ServerOptions) -> TestServer {
+        Self::start_with(listener, opts, None).await
+    }
+
+    /// Start an HTTPS server on `127.0.0.1:0` (`https://127.0.0.1:PORT/scim/v2`); with
+    /// [`TlsOptions::client_ca_pem`] the handshake requires a client certificate signed by it.
+    pub async fn start_tls(opts: ServerOptions, tls: TlsOptions) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the SCIM test server");
+        Self::start_with(listener, opts, Some(tls.acceptor())).await
+    }
+
+    async fn start_with(
+        listener: TcpListener,
+        opts: ServerOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> TestServer {
         let addr = listener.local_addr().expect("listener has a local address");
-        let base_url = format!("http://{addr}{BASE_PATH}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{addr}{BASE_PATH}");
         let shared = Arc::new(Shared {
             opts,
             base_url: base_url.clone(),
@@ -756,6 +783,7 @@ impl TestServer {
             router,
             cancel.clone(),
             tracker.clone(),
+            tls,
         ));
         TestServer {
             addr,
@@ -975,6 +1003,7 @@ async fn accept_loop(
     router: Router,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
         let (stream, _) = tokio::select! {
@@ -992,21 +1021,46 @@ async fn accept_loop(
         let shared = shared.clone();
         let router = router.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let kill = Arc::new(Notify::new());
-            let k = kill.clone();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let fut = shared.clone().handle(router.clone(), k.clone(), req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = kill.notified() => {}
-                _ = cancel.cancelled() => {}
+            match tls {
+                None => serve(stream, shared, router, cancel).await,
+                Some(acceptor) => {
+                    let handshake = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        h = acceptor.accept(stream) => h,
+                    };
+                    match handshake {
+                        Ok(stream) => serve(stream, shared, router, cancel).await,
+                        Err(e) => shared
+                            .tls_failures
+                            .lock()
+                            .expect("tls lock")
+                            .push(e.to_string()),
+                    }
+                }
             }
         });
+    }
+}
+
+/// HTTP/1.1 on one connection (plain or TLS).
+async fn serve<S>(stream: S, shared: Arc<Shared>, router: Router, cancel: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = Arc::new(Notify::new());
+    let k = kill.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let fut = shared.clone().handle(router.clone(), k.clone(), req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = kill.notified() => {}
+        _ = cancel.cancelled() => {}
     }
 }
