@@ -680,24 +680,6 @@ pub struct TargetConfig {
     pub reconcile: ReconcileConfig,
 }
 
-impl TargetConfig {
-    /// The key of the limiter this target shares with others, when its profile says the quota is
-    /// per tenant (`rate_limit.shared`): `"{profile} {base_url}"`, with the URL's scheme and host
-    /// lowercased. The base URL names the tenant for most services (AWS's tenant id, Atlassian's
-    /// directory, Databricks' account are in the path); where it does not (every Slack org uses
-    /// `https://api.slack.com/scim/v2`), targets of different tenants share one bucket — slower
-    /// than needed, never over the quota. `None` = the target's own limiter.
-    pub fn shared_quota_key(&self) -> Option<String> {
-        let shared = self.profile.rate_limit.as_ref().is_some_and(|r| r.shared);
-        if !shared {
-            return None;
-        }
-        let url = url::Url::parse(&self.base_url).ok()?;
-        let base = url.as_str().trim_end_matches('/');
-        Some(format!("{} {base}", self.profile.name))
-    }
-}
-
 /// A target's `reconcile:` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileConfig {

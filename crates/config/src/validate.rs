@@ -2514,7 +2514,6 @@ mod connector_tests {
         let c = ok(&target("", HIRED, ""));
         assert_eq!(c.targets[0].profile.name, "generic");
         assert_eq!(c.targets[0].rate_limit, None, "generic documents no quota");
-        assert_eq!(c.targets[0].shared_quota_key(), None);
     }
 
     #[test]
@@ -2565,15 +2564,12 @@ mod connector_tests {
         let t = &c.targets[0];
         let r = t.rate_limit.unwrap();
         assert_eq!((r.per_second, r.burst), (3.0, 20));
-        assert_eq!(
-            t.shared_quota_key().as_deref(),
-            Some("slack https://scim.example.com/v2")
-        );
+        assert!(t.profile.rate_limit.as_ref().unwrap().shared);
         // Without a documented burst, the config's default burst.
         let c = ok(&target("    connector: miro\n", HIRED, ""));
         let r = c.targets[0].rate_limit.unwrap();
         assert_eq!((r.per_second, r.burst), (3.33, 1));
-        assert_eq!(c.targets[0].shared_quota_key(), None, "not shared");
+        assert!(!c.targets[0].profile.rate_limit.as_ref().unwrap().shared);
         // The target's own rate_limit wins.
         let c = ok(&target(
             "    connector: slack\n    rate_limit: { per_second: 1 }\n",
