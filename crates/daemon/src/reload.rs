@@ -41,8 +41,8 @@ fn connection_key(c: &Config) -> Vec<String> {
         .iter()
         .map(|t| {
             format!(
-                "{}|{}|{:?}|{}|{:?}|{}",
-                t.name, t.base_url, t.auth, t.concurrency, t.rate_limit, t.max_attempts
+                "{}|{}|{:?}|{:?}|{}|{:?}|{}",
+                t.name, t.base_url, t.auth, t.tls, t.concurrency, t.rate_limit, t.max_attempts
             )
         })
         .collect()

@@ -96,44 +96,44 @@ async fn environment(config: &Config) -> usize {
             }
         }
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("http client");
+    // Each target through its real client: TLS files (client certificate, CA), the bearer token or
+    // an OAuth2 token request, then `GET /ServiceProviderConfig`.
     for t in &config.targets {
-        let mut req = http.get(format!("{}/ServiceProviderConfig", t.base_url));
-        if let TargetAuth::Bearer(r) = &t.auth {
-            match r.resolve() {
-                Ok(s) => req = req.bearer_auth(s.expose()),
-                Err(e) => {
-                    eprintln!("environment: target `{}`: {e}", t.name);
-                    failures += 1;
-                    continue;
-                }
-            }
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {
-                println!("environment: target `{}` answers ({})", t.name, r.status())
-            }
-            Ok(r) => {
-                eprintln!(
-                    "environment: target `{}`: /ServiceProviderConfig answered {}",
-                    t.name,
-                    r.status()
-                );
+        let mut t = t.clone();
+        t.timeout = t.timeout.min(Duration::from_secs(5));
+        let client = match scimflow_delivery::client::ScimClient::new(&t) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("environment: target `{}`: {e}", t.name);
                 failures += 1;
+                continue;
+            }
+        };
+        match client
+            .send(
+                reqwest::Method::GET,
+                "/ServiceProviderConfig",
+                &[],
+                None,
+                None,
+            )
+            .await
+        {
+            Ok(r) => {
+                let auth = match &t.auth {
+                    TargetAuth::OAuth2(_) => ", oauth2 token obtained",
+                    _ => "",
+                };
+                println!(
+                    "environment: target `{}` answers ({}{auth})",
+                    t.name, r.status
+                )
             }
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
-                eprintln!("environment: target `{}`: {kind} ({})", t.name, t.base_url);
+                eprintln!(
+                    "environment: target `{}` ({}): /ServiceProviderConfig failed: {e}",
+                    t.name, t.base_url
+                );
                 failures += 1;
             }
         }

@@ -1,6 +1,13 @@
 //! The SCIM HTTP client for one target: auth, limits, and turning every response into either a
 //! [`Reply`] or a classified [`CallError`].
 //!
+//! Auth ([`crate::auth`]): a static bearer token, or OAuth2 client credentials — on a 401 the
+//! client invalidates the access token it sent and replays the request once with a fresh one (a
+//! second 401 is returned as an auth failure). The replay is part of the same attempt: it holds
+//! the attempt's concurrency permit and does not pay a second rate-limit token.
+//! TLS ([`crate::tls`]): optional client certificate and private CA; server verification is
+//! always on.
+//!
 //! Safety rails: redirects are never followed (a SCIM endpoint that redirects is misconfigured, and
 //! following could leak the bearer token to another host); response bodies are capped; error text
 //! never contains the URL's query string (filters hold user data) or a secret.
@@ -11,10 +18,12 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION
 use reqwest::Method;
 use serde_json::Value;
 
-use scimflow_config::{TargetAuth, TargetConfig};
+use scimflow_config::TargetConfig;
 use scimflow_core::ErrorClass;
 
+use crate::auth::Credentials;
 use crate::classify::{parse_retry_after, StatusRules};
+use crate::tls::{BuildError, TlsMaterial};
 
 /// Largest response body read from a target.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -60,25 +69,41 @@ impl CallError {
 pub struct ScimClient {
     http: reqwest::Client,
     base: String,
-    auth: TargetAuth,
+    credentials: Credentials,
     timeout: Duration,
     /// The target's throttle and duplicate statuses (from its connector profile).
     statuses: StatusRules,
 }
 
 impl ScimClient {
-    /// Builds the client for `target`. TLS server verification is always on.
-    pub fn new(target: &TargetConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(target.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(target.concurrency.max(1) * 2)
-            .user_agent(concat!("scimflow/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    /// Builds the client for `target`, reading its TLS files. TLS server verification is always
+    /// on.
+    pub fn new(target: &TargetConfig) -> Result<Self, BuildError> {
+        let tls = TlsMaterial::load(&target.tls)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(target.timeout.min(Duration::from_secs(10)))
+                .user_agent(concat!("scimflow/", env!("CARGO_PKG_VERSION")))
+        };
+        let failed = |e: reqwest::Error| {
+            BuildError::Http(format!("building the HTTP client failed: {}", describe(&e)))
+        };
+        let http = tls
+            .scim(builder().pool_max_idle_per_host(target.concurrency.max(1) * 2))
+            .build()
+            .map_err(failed)?;
+        let credentials = match &target.auth {
+            scimflow_config::TargetAuth::OAuth2(_) => {
+                let token_http = tls.token(builder()).build().map_err(failed)?;
+                Credentials::new(&target.name, &target.auth, token_http, target.timeout)
+            }
+            other => Credentials::new(&target.name, other, http.clone(), target.timeout),
+        };
         Ok(ScimClient {
             http,
             base: target.base_url.clone(),
-            auth: target.auth.clone(),
+            credentials,
             timeout: target.timeout,
             statuses: StatusRules::new(&target.profile),
         })
@@ -104,51 +129,49 @@ impl ScimClient {
         body: Option<&Value>,
         traceparent: Option<&str>,
     ) -> Result<Reply, CallError> {
-        // A POST to a resource endpoint creates (not a `/.search` or `/Bulk` POST).
-        let creates = method == Method::POST && !path.ends_with("/.search") && path != "/Bulk";
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .timeout(self.timeout)
-            .header(ACCEPT, HeaderValue::from_static(SCIM_JSON));
-        if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
-            req = req.header("traceparent", v);
-        }
-        if !query.is_empty() {
-            req = req.query(query);
-        }
-        if let TargetAuth::Bearer(r) = &self.auth {
-            let token = r.resolve().map_err(|e| CallError {
-                class: ErrorClass::Auth,
-                status: None,
-                scim_type: None,
-                detail: e.to_string(),
-                retry_after: None,
-            })?;
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-                    CallError {
-                        class: ErrorClass::Auth,
-                        status: None,
-                        scim_type: None,
-                        detail: format!(
-                            "the bearer token from {r} contains characters not allowed in a header"
-                        ),
-                        retry_after: None,
+        let url = format!("{}{}", self.base, path);
+        let body = body.map(|b| serde_json::to_vec(b).expect("json values serialize"));
+        // At most two rounds: the second only after a 401 to an OAuth2 token (refresh, replay).
+        let mut replayed = false;
+        let mut resp = loop {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .timeout(self.timeout)
+                .header(ACCEPT, HeaderValue::from_static(SCIM_JSON));
+            if let Some(v) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
+                req = req.header("traceparent", v);
+            }
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            let lease = self.credentials.authorize().await?;
+            if let Some(l) = &lease {
+                req = req.header(AUTHORIZATION, l.header().clone());
+            }
+            if let Some(b) = &body {
+                req = req
+                    .header(CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))
+                    .body(b.clone());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| CallError::transport(describe(&e)))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !replayed {
+                if let Some(l) = &lease {
+                    if self.credentials.refused(l) {
+                        replayed = true;
+                        tracing::debug!(
+                            path,
+                            "401 with an oauth2 access token: replaying once with a new one"
+                        );
+                        continue;
                     }
-                })?;
-            v.set_sensitive(true);
-            req = req.header(AUTHORIZATION, v);
-        }
-        if let Some(b) = body {
-            req = req
-                .header(CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))
-                .body(serde_json::to_vec(b).expect("json values serialize"));
-        }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| CallError::transport(describe(&e)))?;
+                }
+            }
+            break resp;
+        };
         let status = resp.status().as_u16();
         let header = |name| {
             resp.headers()
@@ -209,6 +232,8 @@ impl ScimClient {
         let (scim_type, detail) = scimflow_scim::error::ScimError::parse_lenient(&bytes)
             .map(|e| (e.scim_type, e.detail))
             .unwrap_or_default();
+        // A POST to a resource endpoint creates (not a `/.search` or `/Bulk` POST).
+        let creates = method == Method::POST && !path.ends_with("/.search") && path != "/Bulk";
         let mut class = self.statuses.classify(status, creates);
         if status == 400 && scim_type.as_deref() == Some("uniqueness") {
             class = ErrorClass::Conflict;
@@ -239,8 +264,9 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// A transport error without the URL (its query string may hold user data).
-fn describe(e: &reqwest::Error) -> String {
+/// A transport error without the URL (its query string may hold user data), with a hint when it
+/// is a TLS failure.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "request timed out"
     } else if e.is_connect() {
@@ -258,6 +284,11 @@ fn describe(e: &reqwest::Error) -> String {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
+    }
+    if let Some(h) = crate::tls::hint(&msg) {
+        msg.push_str(" (");
+        msg.push_str(h);
+        msg.push(')');
     }
     msg
 }

@@ -4,6 +4,8 @@
 //! * [`exec::Executor`] — the per-target stack (retry → rate limit → concurrency → timeout → client)
 //!   and the idempotent create/lookup/bind/converge logic.
 //! * [`client::ScimClient`] — HTTP with auth, no redirects, capped bodies.
+//! * [`auth`] — bearer and OAuth2 client credentials (cached, single-flight refresh, 401 replay).
+//! * [`tls`] — client certificates (mTLS) and private CAs.
 //! * [`classify`] — status and `Retry-After` handling into the closed error classes.
 //! * [`adaptive::ConcurrencyLimit`] — the per-target limit on requests in flight, learned by AIMD
 //!   from 429s, timeouts and latency.
@@ -12,6 +14,7 @@
 //! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
 
 pub mod adaptive;
+pub mod auth;
 pub mod breaker;
 pub mod bulk;
 pub mod classify;
@@ -19,6 +22,7 @@ pub mod client;
 pub mod exec;
 pub mod guard;
 pub mod pool;
+pub mod tls;
 
 pub use exec::{ExecReport, Executor};
 pub use guard::DeletionGuard;
