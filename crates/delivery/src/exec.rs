@@ -30,6 +30,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 
+use scimflow_config::profile::{
+    DeactivateMethod, Deactivation, PatchOperation, ReplaceMembers, UpdateMethod,
+};
 use scimflow_config::{RetryPolicy, TargetConfig};
 use scimflow_core::op::MatchKey;
 use scimflow_core::{ErrorClass, OpKind, Operation, Outcome, RetryState};
@@ -90,6 +93,19 @@ pub struct Executor {
     member_limit: usize,
     /// Writes go out in bulk requests (`bulk:`).
     bulk: Option<Bulk>,
+    /// The profile's endpoint paths (`resources`).
+    users_path: String,
+    groups_path: String,
+    /// Updates are a PUT of the whole resource (`update: put`).
+    update_put: bool,
+    /// PATCH operations the target accepts (`patch_operations`).
+    patch_ops: Vec<PatchOperation>,
+    /// Statuses that confirm a PATCH (`patch_response`).
+    patch_response: Vec<u16>,
+    /// How to deactivate (`deactivate`).
+    deactivation: Deactivation,
+    /// Whether `members` may be replaced wholesale (`groups.replace_members`).
+    replace_members: bool,
 }
 
 /// The key of the quota a target shares with others: its connector profile says the vendor's rate
@@ -147,6 +163,13 @@ impl Executor {
             limiter,
             quota_key: shared_quota_key(target),
             bulk: target.bulk.as_ref().map(Bulk::new),
+            users_path: target.profile.resources.users.clone(),
+            groups_path: target.profile.resources.groups.clone(),
+            update_put: target.profile.update == UpdateMethod::Put,
+            patch_ops: target.profile.patch_operations.clone(),
+            patch_response: target.profile.patch_response.clone(),
+            deactivation: target.profile.deactivate.clone(),
+            replace_members: target.profile.groups.replace_members == ReplaceMembers::Allowed,
             concurrency: ConcurrencyLimit::for_target(target),
             max_attempts: target.max_attempts,
             retry: target.retry,
@@ -618,7 +641,7 @@ impl Run<'_> {
             .map(|f| f.to_string())
             .map_err(|e| permanent(format!("cannot build a group filter: {e}")))?;
         let reply = self
-            .call(Method::GET, "/Groups", &[("filter", &filter)], None)
+            .call(Method::GET, &self.exec.groups_path, &[("filter", &filter)], None)
             .await?;
         let found: Vec<String> = reply
             .body
@@ -690,7 +713,7 @@ impl Run<'_> {
                 "displayName": name,
                 "members": values,
             });
-            let reply = self.call(Method::POST, "/Groups", &[], Some(&body)).await?;
+            let reply = self.call(Method::POST, &self.exec.groups_path.clone(), &[], Some(&body)).await?;
             if let Some(id) = reply
                 .body
                 .as_ref()
@@ -703,18 +726,7 @@ impl Run<'_> {
             return Ok(Outcome::Applied);
         };
         drop(creation);
-        let operations: Vec<Value> = if add {
-            vec![json!({"op": "add", "path": "members", "value": values})]
-        } else {
-            ids.iter()
-                .map(|id| json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}))
-                .collect()
-        };
-        let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
-        match self
-            .call(Method::PATCH, &format!("/Groups/{group}"), &[], Some(&patch))
-            .await
-        {
+        match self.change_members(&group, add, ids).await {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) => {
                 if e.status == Some(404) {
@@ -774,7 +786,7 @@ impl Run<'_> {
                     "displayName": name,
                     "members": [{"value": user}],
                 });
-                return match self.call(Method::POST, "/Groups", &[], Some(&body)).await {
+                return match self.call(Method::POST, &self.exec.groups_path.clone(), &[], Some(&body)).await {
                     Ok(reply) => {
                         if let Some(id) = reply
                             .body
@@ -797,21 +809,7 @@ impl Run<'_> {
             }
             None => return Ok(Outcome::NoOp),
         };
-        let op = if add {
-            json!({"op": "add", "path": "members", "value": [{"value": user}]})
-        } else {
-            json!({"op": "remove", "path": format!("members[value eq \"{user}\"]")})
-        };
-        let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [op]});
-        match self
-            .call(
-                Method::PATCH,
-                &format!("/Groups/{group}"),
-                &[],
-                Some(&patch),
-            )
-            .await
-        {
+        match self.change_members(&group, add, &[user.as_str()]).await {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) if e.status == Some(404) => {
                 self.forget_group(&name);
@@ -825,6 +823,166 @@ impl Run<'_> {
             Err(e) if !add && e.scim_type.as_deref() == Some("noTarget") => Ok(Outcome::NoOp),
             Err(e) => Err(e),
         }
+    }
+
+    /// A PATCH whose success the profile confirms: a 2xx not in its `patch_response` (e.g.
+    /// Snowflake answers 204 when the change failed) is a retryable failure.
+    async fn patch_call(&mut self, path: &str, patch: &Value) -> Result<Reply, CallError> {
+        let reply = self.call(Method::PATCH, path, &[], Some(patch)).await?;
+        let ok = &self.exec.patch_response;
+        if !ok.is_empty() && !ok.contains(&reply.status) {
+            return Err(CallError {
+                class: ErrorClass::Retryable,
+                status: Some(reply.status),
+                scim_type: None,
+                detail: format!(
+                    "the target answered {} to a PATCH; its connector profile counts only {ok:?} as success",
+                    reply.status
+                ),
+                retry_after: None,
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Whether every operation of `patch` is one the profile's `patch_operations` allows.
+    fn patch_allowed(&self, patch: &Value) -> bool {
+        patch["Operations"].as_array().into_iter().flatten().all(|o| {
+            o["op"]
+                .as_str()
+                .is_some_and(|op| self.exec.patch_ops.iter().any(|a| a.as_str().eq_ignore_ascii_case(op)))
+        })
+    }
+
+    /// The owned attributes of the desired state (create-only ones left out) with the manager
+    /// reference: what an update writes.
+    fn owned_state(&self) -> Value {
+        let mut owned = self.op.resource.clone();
+        if let Some(o) = owned.as_object_mut() {
+            for k in &self.op.create_only {
+                o.remove(k);
+            }
+            if let Some(m) = &self.manager {
+                let ext = o.entry(ENTERPRISE_USER).or_insert_with(|| json!({}));
+                if let Some(ext) = ext.as_object_mut() {
+                    ext.insert("manager".into(), json!({"value": m}));
+                }
+            }
+        }
+        owned
+    }
+
+    /// Updates account `id`: with `patch` — or, when it uses an operation the profile does not
+    /// allow, a replace of every attribute of `overlay` — or, for a profile that updates with PUT,
+    /// the account as read with `overlay` applied.
+    async fn update_user(&mut self, id: &str, patch: Value, overlay: Value) -> Result<Reply, CallError> {
+        if self.exec.update_put {
+            return self.put_user(id, &overlay).await;
+        }
+        let patch = if self.patch_allowed(&patch) {
+            patch
+        } else {
+            replace_patch(&overlay)
+        };
+        self.patch_call(&format!("{}/{id}", self.exec.users_path), &patch)
+            .await
+    }
+
+    /// `GET` the account, apply `overlay` (top-level attributes replaced; extension objects merged
+    /// attribute by attribute; `schemas` kept and extended), `PUT` it back (RFC 7644 §3.5.1: a
+    /// PUT replaces the whole resource, so attributes this mapping does not own are sent back as
+    /// read).
+    async fn put_user(&mut self, id: &str, overlay: &Value) -> Result<Reply, CallError> {
+        let path = format!("{}/{id}", self.exec.users_path);
+        let current = self.call(Method::GET, &path, &[], None).await?;
+        let mut body = current
+            .body
+            .filter(Value::is_object)
+            .ok_or_else(|| CallError {
+                class: ErrorClass::Retryable,
+                status: Some(current.status),
+                scim_type: None,
+                detail: "the target answered a GET of the account without a resource".into(),
+                retry_after: None,
+            })?;
+        let o = body.as_object_mut().expect("checked");
+        o.remove("meta");
+        for (k, v) in overlay.as_object().into_iter().flatten() {
+            match (k.as_str(), v) {
+                ("schemas", Value::Array(add)) => {
+                    let schemas = o.entry("schemas").or_insert_with(|| json!([]));
+                    if let Some(list) = schemas.as_array_mut() {
+                        for s in add {
+                            if !list.contains(s) {
+                                list.push(s.clone());
+                            }
+                        }
+                    }
+                }
+                (k, Value::Object(sub)) if k.starts_with("urn:") => {
+                    let ext = o.entry(k).or_insert_with(|| json!({}));
+                    match ext.as_object_mut() {
+                        Some(e) => {
+                            for (sk, sv) in sub {
+                                e.insert(sk.clone(), sv.clone());
+                            }
+                        }
+                        None => *ext = v.clone(),
+                    }
+                }
+                (k, v) => {
+                    o.insert(k.to_owned(), v.clone());
+                }
+            }
+        }
+        self.call(Method::PUT, &path, &[], Some(&body)).await
+    }
+
+    /// Adds `ids` to (or removes them from) group `group`: a PATCH `add`/`remove` of `members` —
+    /// or, where the profile allows neither of those operations but lets `members` be replaced,
+    /// the group's members as read, changed, written back with one `replace`.
+    async fn change_members(&mut self, group: &str, add: bool, ids: &[&str]) -> Result<Reply, CallError> {
+        let path = format!("{}/{group}", self.exec.groups_path);
+        let wanted = if add { PatchOperation::Add } else { PatchOperation::Remove };
+        let operations: Vec<Value> = if self.exec.patch_ops.contains(&wanted) {
+            if add {
+                let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
+                vec![json!({"op": "add", "path": "members", "value": values})]
+            } else {
+                ids.iter()
+                    .map(|id| json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}))
+                    .collect()
+            }
+        } else if self.exec.replace_members && self.exec.patch_ops.contains(&PatchOperation::Replace) {
+            let current = self.call(Method::GET, &path, &[], None).await?;
+            let mut members: Vec<String> = current
+                .body
+                .as_ref()
+                .and_then(|b| b.get("members"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            if add {
+                for id in ids {
+                    if !members.iter().any(|m| m == id) {
+                        members.push((*id).to_owned());
+                    }
+                }
+            } else {
+                members.retain(|m| !ids.contains(&m.as_str()));
+            }
+            let values: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+            vec![json!({"op": "replace", "path": "members", "value": values})]
+        } else {
+            return Err(permanent(format!(
+                "the target's connector profile allows no PATCH `{}` and no replacing of members: group membership cannot be changed",
+                wanted.as_str()
+            )));
+        };
+        let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations});
+        self.patch_call(&path, &patch).await
     }
 
     /// Finds (or re-finds) the account; binds it when found.
@@ -857,7 +1015,7 @@ impl Run<'_> {
             }
             let filter = combined.expect("at least two keys").to_string();
             match self
-                .call(Method::GET, "/Users", &[("filter", &filter)], None)
+                .call(Method::GET, &self.exec.users_path, &[("filter", &filter)], None)
                 .await
             {
                 Ok(reply) => {
@@ -879,7 +1037,7 @@ impl Run<'_> {
         for key in keys {
             let filter = lookup_filter(&key)?.to_string();
             let reply = match self
-                .call(Method::GET, "/Users", &[("filter", &filter)], None)
+                .call(Method::GET, &self.exec.users_path, &[("filter", &filter)], None)
                 .await
             {
                 Ok(r) => r,
@@ -906,10 +1064,8 @@ impl Run<'_> {
         if patch["Operations"].as_array().is_none_or(Vec::is_empty) {
             return Ok(Outcome::NoOp);
         }
-        match self
-            .call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
-            .await
-        {
+        let overlay = self.owned_state();
+        match self.update_user(&id, patch, overlay).await {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) if e.status == Some(404) => {
                 // The bound account is gone: forget it, look up again next attempt (or create now).
@@ -972,7 +1128,7 @@ impl Run<'_> {
 
     async fn create(&mut self) -> Result<Outcome, CallError> {
         let body = self.create_body();
-        match self.call(Method::POST, "/Users", &[], Some(&body)).await {
+        match self.call(Method::POST, &self.exec.users_path.clone(), &[], Some(&body)).await {
             Ok(reply) => {
                 let id = reply
                     .body
@@ -1010,8 +1166,8 @@ impl Run<'_> {
                     Some(id) => {
                         self.id = Some(id.clone());
                         let patch = self.update_patch();
-                        self.call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
-                            .await?;
+                        let overlay = self.owned_state();
+                        self.update_user(&id, patch, overlay).await?;
                         Ok(Outcome::Applied)
                     }
                     // Someone else holds a unique value: try the mapping's candidates in order.
@@ -1041,7 +1197,7 @@ impl Run<'_> {
                 if let Some(o) = body.as_object_mut() {
                     o.insert(attr.clone(), v.clone());
                 }
-                match self.call(Method::POST, "/Users", &[], Some(&body)).await {
+                match self.call(Method::POST, &self.exec.users_path.clone(), &[], Some(&body)).await {
                     Ok(reply) => {
                         let id = reply
                             .body
@@ -1079,14 +1235,20 @@ impl Run<'_> {
         let Some(id) = self.resolve().await? else {
             return Ok(Outcome::NoOp);
         };
+        let d = &self.exec.deactivation;
         let patch = json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": false}]
+            "Operations": [{"op": "replace", "path": d.path, "value": d.value}]
         });
-        match self
-            .call(Method::PATCH, &format!("/Users/{id}"), &[], Some(&patch))
-            .await
-        {
+        let overlay = json!({ d.path.clone(): d.value.clone() });
+        let put = d.method == DeactivateMethod::Put;
+        let r = if put {
+            self.put_user(&id, &overlay).await
+        } else {
+            self.patch_call(&format!("{}/{id}", self.exec.users_path), &patch)
+                .await
+        };
+        match r {
             Ok(_) => Ok(Outcome::Applied),
             Err(e) if e.status == Some(404) => {
                 self.id = None;
@@ -1101,7 +1263,12 @@ impl Run<'_> {
             return Ok(Outcome::NoOp);
         };
         match self
-            .call(Method::DELETE, &format!("/Users/{id}"), &[], None)
+            .call(
+                Method::DELETE,
+                &format!("{}/{id}", self.exec.users_path),
+                &[],
+                None,
+            )
             .await
         {
             Ok(_) => {
