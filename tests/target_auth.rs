@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use scimflow_e2e::{diff_users, json_lines, repo_root, scimflow_offline, tail, Daemon, Scenario};
+use scimflow_e2e::{
+    diff_users, json_lines, repo_root, scimflow_bin, scimflow_offline, tail, Daemon, Scenario,
+};
 use scimflow_testkit::oauth::{ExpiresIn, TokenEndpoint, TokenEndpointOptions};
 use scimflow_testkit::pki::TestPki;
 use scimflow_testkit::{ServerOptions, TestServer};
@@ -94,6 +96,21 @@ async fn run_oauth2(
         ("SCIM_BASE_URL", scim.base_url().to_owned()),
         ("SCIMFLOW_INGEST_TOKEN", INGEST.to_owned()),
     ];
+    // `scimflow check` goes through the real client: it requests a token and uses it.
+    let check = std::process::Command::new(scimflow_bin())
+        .args(["check", "--config"])
+        .arg(&config_path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("SCIMFLOW_CONFIG")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && out.contains("answers (200, oauth2 token obtained)"),
+        "{out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!out.contains(CLIENT_SECRET));
     let started = Instant::now();
     let daemon = Daemon::start(&config_path, &data, &env).unwrap();
     let scenario = Scenario::hr(40, 120, 4711);
