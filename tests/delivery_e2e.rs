@@ -125,3 +125,73 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
     }
     assert_eq!(conflicts, 1, "exactly one instance saw the conflict");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_are_chunked_to_the_profile_limit_on_scim2_server() {
+    // A custom connector profile allows 5 member changes per request; 30 people join one group.
+    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("profile.yaml"),
+        "name: chunky\nversion: 1\ndescription: five member changes per request\n\
+         sources: [https://www.rfc-editor.org/rfc/rfc7644]\n\
+         groups: { member_changes_per_request: 5 }\n",
+    )
+    .unwrap();
+    let path = config(
+        dir.path(),
+        "    concurrency: 4\n    connector_file: profile.yaml\n    groups:\n      - name: '\"all-staff\"'\n",
+    );
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&path, &data, &example_env(&scim, INGEST)).unwrap();
+    let scenario = Scenario::hr(30, 60, 17);
+    let hires: Vec<Value> = scenario
+        .events
+        .iter()
+        .filter(|e| e["type"] == "hr.worker.hired")
+        .cloned()
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/events", daemon.url))
+        .bearer_auth(INGEST)
+        .json(&Value::Array(hires))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let groups = loop {
+        let groups = scim.list_groups().await.unwrap();
+        let full = groups
+            .iter()
+            .any(|g| g["members"].as_array().is_some_and(|m| m.len() == 30));
+        if full && daemon.targets().await.unwrap()["demo"]["queue_depth"] == 0 {
+            break groups;
+        }
+        assert!(std::time::Instant::now() < deadline, "30 members within 60 s: {groups:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    daemon.stop().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:#?}");
+    let mut members: Vec<&str> = groups[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
+    members.sort();
+    members.dedup();
+    assert_eq!(members.len(), 30);
+    // Every membership change recorded once; those that shared a request say how many shared it.
+    let audit = json_lines(&scimflow_offline(&["audit", "export"], &data).unwrap());
+    let joins: Vec<&Value> = audit.iter().filter(|r| r["operation"] == "group_add").collect();
+    assert_eq!(joins.len(), 30);
+    let shared: Vec<u64> = joins
+        .iter()
+        .filter_map(|r| r["detail"].as_str())
+        .filter_map(|d| d.strip_prefix("shared: "))
+        .filter_map(|d| d.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(shared.iter().all(|n| *n <= 5), "{shared:?}");
+    assert!(!shared.is_empty(), "some changes shared a request: {joins:#?}");
+}

@@ -374,13 +374,22 @@ async fn run_members(
         members = heads.len(),
     );
     let reports = exec.execute_members(&pairs).instrument(span).await;
+    let shared = reports.iter().filter(|r| r.is_some()).count();
     let mut batch = Vec::new();
     let mut done = Vec::with_capacity(heads.len());
     let mut alone = Vec::new();
     for (q, report) in heads.iter().zip(reports) {
         match report {
             Some(r) => {
-                batch.extend(outcome_batch(q, &r));
+                let mut b = outcome_batch(q, &r);
+                for m in &mut b {
+                    if let Mutation::Audit(a) = m {
+                        a.detail = Some(format!(
+                            "shared: {shared} membership changes of this group went out in one request"
+                        ));
+                    }
+                }
+                batch.extend(b);
                 match &r.outcome {
                     Outcome::Applied => stats.applied.fetch_add(1, Ordering::Relaxed),
                     Outcome::NoOp => stats.noop.fetch_add(1, Ordering::Relaxed),

@@ -250,5 +250,14 @@ async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_
         .filter(|r| r.path.contains("/Groups") && r.method != Method::GET)
         .count();
     assert_eq!(writes, 3, "{:#?}", log.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
-    assert_eq!(store.audit_scan(None, 100).unwrap().len(), 30);
+    let audit = store.audit_scan(None, 100).unwrap();
+    assert_eq!(audit.len(), 30);
+    assert!(
+        audit.iter().all(|r| r
+            .entry
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("shared: 10 membership changes"))),
+        "{audit:#?}"
+    );
 }
