@@ -12,6 +12,7 @@
 //! * [`bulk`] — writes of concurrent operations sent together as SCIM bulk requests.
 //! * [`breaker::Breaker`] — stops sending to a target that fails every request, probes, recovers.
 //! * [`guard::DeletionGuard`] — stages mass deprovisioning for an operator's approval.
+//! * [`retry`] — the retry budget and the parking of operations that wait long for a next try.
 
 pub mod adaptive;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod client;
 pub mod exec;
 pub mod guard;
 pub mod pool;
+pub mod retry;
 pub mod tls;
 
 pub use exec::{ExecReport, Executor};
