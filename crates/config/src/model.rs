@@ -854,8 +854,8 @@ pub struct BreakerConfig {
 /// A target's adaptive concurrency: the limit on requests in flight starts at `initial` and moves
 /// between `min` and the target's `concurrency` — +1 after a window of answers in which the limit
 /// was used, ×`decrease_factor` on a 429 (or a profile's throttling status), no answer (timeout,
-/// connection failure), 503/504, or a window whose mean latency exceeds `latency_factor` × the
-/// baseline. The algorithm is described in `crates/delivery/src/adaptive.rs`.
+/// connection failure) or 503/504, ×0.9 on a window whose mean latency exceeds `latency_factor` ×
+/// the baseline. The algorithm is described in `crates/delivery/src/adaptive.rs`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptiveConcurrency {
     pub initial: usize,

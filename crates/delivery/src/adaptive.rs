@@ -15,21 +15,24 @@
 //!   one, up to `concurrency`. A target that never sees `limit` requests at once keeps its limit:
 //!   there is no evidence it could take more.
 //! * **Multiplicative decrease.** The limit is multiplied by `decrease_factor` (default 0.5, rounded
-//!   down, never below `min`) on a congestion signal: an answer of class `rate_limited` (429, or a
-//!   status the connector profile declares as throttling); no answer at all (timeout, connection
-//!   failure); 503 or 504; or a latency rise (below). It decreases **at most once per
+//!   down, never below `min`) on an explicit congestion signal: an answer of class `rate_limited`
+//!   (429, or a status the connector profile declares as throttling); no answer at all (timeout,
+//!   connection failure); 503 or 504. A latency rise (below) is a hint, not a refusal: it lowers
+//!   the limit by 10% (× 0.9, at least by one). The limit decreases **at most once per
 //!   generation**: a request sent before the last decrease tells about the old limit, so its
 //!   signal is ignored — a flight of 429s halves the limit once, not once per request (TCP's
 //!   one reduction per window). Answers of an older generation do not count toward windows either.
-//! * **Latency rise (Vegas-style baseline).** The baseline is the lowest window mean latency seen,
-//!   drifting up by 1% of the gap each window so that an old, faster past is forgotten over about
-//!   a hundred windows. A window whose mean exceeds `latency_factor` × baseline (default 2.0) *and*
-//!   the baseline by at least 10 ms (below that, loopback and LAN jitter would read as
-//!   congestion) is a latency rise: requests queue at the target. Unlike an EWMA baseline this
-//!   sees the slow rise of queueing delay that one extra request per round trip causes. Its
-//!   weakness is a target that slows down for reasons of its own: then the next full window after
-//!   a latency decrease is not faster (by at least 10%) although we sent less, so the rise was not
-//!   ours, and the baseline is reset to that window's mean instead of decreasing again.
+//! * **Latency rise (EWMA baseline, as Vector's adaptive request concurrency).** The baseline is an
+//!   exponentially weighted mean of the window means (each window weighs 0.2). A window whose mean
+//!   exceeds `latency_factor` × baseline (default 2.0) *and* the baseline by at least 10 ms (below
+//!   that, loopback and LAN jitter would read as congestion) is a latency rise: the target got
+//!   suddenly slower, typically because requests queue there. The baseline follows every window,
+//!   so a target that slows down for good is absorbed after two or three windows (a few 10% steps,
+//!   never a slide to the floor), and a latency that grows slowly with load — a CPU-bound server
+//!   whose throughput still rises with concurrency — is not mistaken for congestion. The price:
+//!   queueing that builds up slowly is not seen by latency; it shows as timeouts, 503s or 429s
+//!   (a minimum-latency baseline as in TCP Vegas would see it, and was measured to throttle a
+//!   healthy loopback target to 1–5 requests in flight under CPU contention, docs/performance.md).
 //!
 //! Acquisition is a tokio [`Semaphore`]: FIFO-fair, and cancel-safe (a dropped `acquire` leaves
 //! the queue having taken nothing; a dropped [`Permit`] gives its slot back without a sample).
@@ -51,11 +54,10 @@ use scimflow_telemetry::metrics::{ConcurrencyDecreaseLabels, Metrics, TargetLabe
 pub const MIN_WINDOW: usize = 8;
 /// A window's mean must exceed the baseline by at least this much to count as a latency rise.
 pub const MIN_LATENCY_RISE: Duration = Duration::from_millis(10);
-/// How far the baseline moves toward a slower window mean, per window.
-const BASELINE_DRIFT: f64 = 0.01;
-/// After a latency decrease, the next window must be at least this much faster (mean ≤ this ×
-/// the mean that caused the decrease), or the baseline is reset to it.
-const RELIEF: f64 = 0.9;
+/// The weight of each window's mean in the latency baseline (an EWMA).
+const BASELINE_ALPHA: f64 = 0.2;
+/// A latency rise multiplies the limit by this (a gentler step than an explicit refusal's).
+pub const LATENCY_DECREASE: f64 = 0.9;
 
 /// What a request's result says about the target's load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,10 +135,8 @@ struct State {
     /// Bumped at every decrease; a permit remembers the generation it was acquired in.
     generation: u64,
     window: Window,
-    /// Seconds: the lowest window mean, drifting up slowly.
+    /// Seconds: the EWMA of window means.
     baseline: Option<f64>,
-    /// The window mean that caused a latency decrease, until the next window ends.
-    latency_backoff: Option<f64>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -195,7 +195,6 @@ impl ConcurrencyLimit {
                 generation: 0,
                 window: Window::default(),
                 baseline: None,
-                latency_backoff: None,
                 metrics: None,
             }),
         }
@@ -307,27 +306,13 @@ impl ConcurrencyLimit {
                 }
                 let w = std::mem::take(&mut st.window);
                 let mean = w.latency / w.answers as f64;
-                if let Some(before) = st.latency_backoff.take() {
-                    if mean > before * RELIEF {
-                        // Sending less did not make it faster: the target slowed down by itself.
-                        tracing::debug!(target_name = %self.target, mean_ms = mean * 1e3, "latency baseline reset");
-                        st.baseline = Some(mean);
-                    }
-                }
-                let baseline = *st.baseline.get_or_insert(mean);
+                let baseline = st.baseline.unwrap_or(mean);
+                st.baseline = Some(baseline + (mean - baseline) * BASELINE_ALPHA);
                 if mean > baseline * cfg.latency_factor
                     && mean - baseline >= MIN_LATENCY_RISE.as_secs_f64()
                 {
-                    st.latency_backoff = Some(mean);
                     self.decrease(st, cfg, Reason::Latency);
-                    return;
-                }
-                st.baseline = Some(if mean < baseline {
-                    mean
-                } else {
-                    baseline + (mean - baseline) * BASELINE_DRIFT
-                });
-                if w.reached_limit && st.limit < self.max {
+                } else if w.reached_limit && st.limit < self.max {
                     self.increase(st);
                 }
             }
@@ -348,9 +333,13 @@ impl ConcurrencyLimit {
     fn decrease(&self, st: &mut State, cfg: &AdaptiveConcurrency, reason: Reason) {
         st.generation += 1;
         st.window = Window::default();
-        let to = ((st.limit as f64 * cfg.decrease_factor).floor() as usize)
-            .max(cfg.min)
-            .min(st.limit);
+        let factor = match reason {
+            Reason::Latency => LATENCY_DECREASE,
+            _ => cfg.decrease_factor,
+        };
+        let to = ((st.limit as f64 * factor).floor() as usize)
+            .min(st.limit.saturating_sub(1))
+            .max(cfg.min);
         if to == st.limit {
             return;
         }
@@ -580,19 +569,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn decreases_on_a_latency_rise_and_recovers() {
+    async fn decreases_by_a_tenth_on_a_latency_rise_and_recovers() {
         let l = ConcurrencyLimit::new("t", 32, Some(cfg(16, 1)));
         saturated_rounds(&l, 2, 100 * MS).await;
         assert_eq!(l.limit(), 18);
-        // Twice as slow plus a little: queueing at the target.
+        // Twice as slow plus a little: requests queue at the target.
         saturated_rounds(&l, 1, 210 * MS).await;
-        assert_eq!(l.limit(), 9);
-        // Less load made it fast again: the baseline stays, the limit climbs back.
+        assert_eq!(l.limit(), 16);
+        // Fast again: the limit climbs back.
         saturated_rounds(&l, 3, 100 * MS).await;
-        assert_eq!(l.limit(), 12);
+        assert_eq!(l.limit(), 19);
         // 1.5× is below the factor: no decrease.
         saturated_rounds(&l, 1, 150 * MS).await;
-        assert_eq!(l.limit(), 13);
+        assert_eq!(l.limit(), 20);
+        // A latency step lowers even a small limit by one.
+        let small = ConcurrencyLimit::new("t", 32, Some(cfg(4, 1)));
+        saturated_rounds(&small, 1, 100 * MS).await;
+        saturated_rounds(&small, 1, 300 * MS).await;
+        assert_eq!(small.limit(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_latency_that_grows_slowly_with_load_is_not_congestion() {
+        // A CPU-bound server: each extra request in flight adds 4% to everyone's latency, and
+        // throughput still grows. The baseline follows; the limit reaches the ceiling.
+        let l = ConcurrencyLimit::new("t", 64, Some(cfg(4, 1)));
+        for _ in 0..80 {
+            let latency = Duration::from_secs_f64(0.02 * (1.0 + 0.04 * l.limit() as f64));
+            saturated_rounds(&l, 1, latency).await;
+        }
+        assert_eq!(l.limit(), 64);
     }
 
     #[tokio::test(start_paused = true)]
@@ -605,16 +611,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_target_that_slows_down_by_itself_is_rebaselined_not_driven_to_the_floor() {
+    async fn a_target_that_slows_down_for_good_costs_two_small_steps_not_the_floor() {
         let l = ConcurrencyLimit::new("t", 32, Some(cfg(16, 1)));
         saturated_rounds(&l, 1, 50 * MS).await;
         assert_eq!(l.limit(), 17);
-        // The target is now three times slower, whatever we send.
+        // The target is now three times slower, whatever we send: the baseline catches up
+        // after two windows (17 → 15 → 13), then the limit grows again.
         saturated_rounds(&l, 1, 150 * MS).await;
-        assert_eq!(l.limit(), 8);
-        // Sending half as much did not help: new baseline, no second decrease, growth resumes.
-        saturated_rounds(&l, 5, 150 * MS).await;
+        assert_eq!(l.limit(), 15);
+        saturated_rounds(&l, 1, 150 * MS).await;
         assert_eq!(l.limit(), 13);
+        saturated_rounds(&l, 4, 150 * MS).await;
+        assert_eq!(l.limit(), 17);
     }
 
     #[tokio::test(start_paused = true)]
