@@ -698,3 +698,39 @@ fn process_cpu() -> Option<Duration> {
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
 }
+
+#[tokio::test]
+async fn or_lookups_answer_like_a_scan_in_creation_order() {
+    let s = TestServer::start(ServerOptions::default()).await;
+    let c = C::new(&s);
+    for (name, ext) in [("Alice", "E-1"), ("Bob", "E-2"), ("Carol", "E-3")] {
+        assert_eq!(c.post("/Users", user(name, ext)).await.0, 201);
+    }
+    let names = |l: &Value| -> Vec<String> {
+        l["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userName"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // One lookup by either matching attribute, as scimflow sends it; creation order, no duplicates.
+    let (st, l) = c
+        .filter("/Users", r#"externalId eq "E-3" or userName eq "alice""#)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(names(&l), ["Alice", "Carol"]);
+    let (_, l) = c
+        .filter("/Users", r#"externalId eq "E-2" or userName eq "BOB""#)
+        .await;
+    assert_eq!(names(&l), ["Bob"]);
+    // externalId stays case-exact inside an `or`; an unindexed side falls back to the scan.
+    let (_, l) = c
+        .filter("/Users", r#"externalId eq "e-2" or userName eq "nobody""#)
+        .await;
+    assert_eq!(l["totalResults"], 0);
+    let (_, l) = c
+        .filter("/Users", r#"externalId eq "E-1" or active pr"#)
+        .await;
+    assert_eq!(l["totalResults"], 3);
+}

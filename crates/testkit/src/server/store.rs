@@ -132,6 +132,34 @@ impl Collection {
         self.items.remove(&seq)
     }
 
+    /// The ids that can match `f` according to the indexes, or `None` when `f` needs a scan.
+    fn candidates<'a>(&'a self, f: &'a Filter) -> Option<Vec<&'a str>> {
+        match f {
+            Filter::Cmp {
+                path,
+                op: Op::Eq,
+                value: Value::String(s),
+            } if path.sub.is_none() => {
+                let id = if path.attr.eq_ignore_ascii_case(self.kind.name_attr()) {
+                    self.by_name.get(&s.to_lowercase()).map(String::as_str)
+                } else if path.attr.eq_ignore_ascii_case("externalId") {
+                    self.by_ext.get(s).map(String::as_str)
+                } else if path.attr.eq_ignore_ascii_case("id") {
+                    self.by_id.contains_key(s.as_str()).then_some(s.as_str())
+                } else {
+                    return None;
+                };
+                Some(id.into_iter().collect())
+            }
+            Filter::Or(a, b) => {
+                let mut ids = self.candidates(a)?;
+                ids.extend(self.candidates(b)?);
+                Some(ids)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<&Value> {
         self.by_id.get(id).and_then(|s| self.items.get(s))
     }
@@ -145,31 +173,21 @@ impl Collection {
         let Some(f) = f else {
             return self.items.values().collect();
         };
-        // Fast paths through the indexes for the lookups a provisioning client makes.
-        if let Filter::Cmp {
-            path,
-            op: Op::Eq,
-            value: Value::String(s),
-        } = f
-        {
-            if path.sub.is_none() {
-                let id = if path.attr.eq_ignore_ascii_case(self.kind.name_attr()) {
-                    Some(self.by_name.get(&s.to_lowercase()))
-                } else if path.attr.eq_ignore_ascii_case("externalId") {
-                    Some(self.by_ext.get(s))
-                } else if path.attr.eq_ignore_ascii_case("id") {
-                    Some(self.by_id.contains_key(s.as_str()).then_some(s))
-                } else {
-                    None
-                };
-                if let Some(id) = id {
-                    return id
-                        .and_then(|id| self.get(id))
-                        .filter(|v| filter::matches(v, f, all_exact))
-                        .into_iter()
-                        .collect();
-                }
-            }
+        // Fast paths through the indexes for the lookups a provisioning client makes: `eq` on
+        // userName/displayName, externalId or id, and `or`s of those (one lookup for several
+        // matching attributes). The full filter still decides, so the answer is the scan's.
+        if let Some(ids) = self.candidates(f) {
+            let mut seqs: Vec<u64> = ids
+                .into_iter()
+                .filter_map(|id| self.by_id.get(id).copied())
+                .collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            return seqs
+                .iter()
+                .filter_map(|seq| self.items.get(seq))
+                .filter(|v| filter::matches(v, f, all_exact))
+                .collect();
         }
         self.items
             .values()
