@@ -12,6 +12,9 @@
 //!   account − the event's `time` (set to the produce time); p50/p90/p99/max (target p99 < 250 ms).
 //! - `consume`: events produced first, then the daemon started with a throttled target; how fast
 //!   events are consumed and durably queued.
+//! - `adaptive`: a slow target that defers (429) above 100 requests/s, no `rate_limit`, a high
+//!   `concurrency`: delivered requests/s, 429s and the concurrency limit over time, with adaptive
+//!   concurrency on and off in the same run.
 
 mod events;
 mod harness;
@@ -61,6 +64,8 @@ enum Scenario {
     Backlog(scenarios::backlog::Args),
     /// Request rate against a configured `rate_limit`, over whole windows, and 429s caused by us.
     Rate(scenarios::rate::Args),
+    /// Adaptive concurrency against a slow target that defers above a rate, on vs off.
+    Adaptive(scenarios::adaptive::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Consume(a) => scenarios::consume::run(&cli.common, a).await,
             Scenario::Rate(a) => scenarios::rate::run(&cli.common, a).await,
             Scenario::Backlog(a) => scenarios::backlog::run(&cli.common, a).await,
+            Scenario::Adaptive(a) => scenarios::adaptive::run(&cli.common, a).await,
         }
     })?;
     println!();
