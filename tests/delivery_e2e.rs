@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use scimflow_e2e::{
-    audit_records_per_op, example_env, json_lines, repo_root, scimflow_offline,
-    wait_for_end_state, Daemon, Scenario, Scim2Server,
+    audit_records_per_op, example_env, json_lines, repo_root, scimflow_offline, wait_for_end_state,
+    Daemon, Scenario, Scim2Server,
 };
 
 const INGEST: &str = "ingest-token-delivery";
@@ -16,7 +16,10 @@ const INGEST: &str = "ingest-token-delivery";
 fn config(dir: &std::path::Path, keys: &str) -> std::path::PathBuf {
     let quickstart = std::fs::read_to_string(repo_root().join("examples/quickstart.yaml")).unwrap();
     let config = quickstart.replace("    concurrency: 4\n", keys);
-    assert_ne!(config, quickstart, "the quickstart no longer sets concurrency: 4");
+    assert_ne!(
+        config, quickstart,
+        "the quickstart no longer sets concurrency: 4"
+    );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
     path
@@ -24,7 +27,8 @@ fn config(dir: &std::path::Path, keys: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_go_out_in_bulk_requests_and_reach_the_exact_end_state() {
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
     let path = config(
         dir.path(),
@@ -57,7 +61,10 @@ async fn writes_go_out_in_bulk_requests_and_reach_the_exact_end_state() {
         .collect();
     let bulk = requests.iter().filter(|r| r.ends_with("(bulk)")).count();
     let writes = requests.iter().filter(|r| !r.starts_with("GET")).count();
-    assert!(bulk > 0 && bulk == writes, "{bulk} of {writes} writes in bulk: {requests:?}");
+    assert!(
+        bulk > 0 && bulk == writes,
+        "{bulk} of {writes} writes in bulk: {requests:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,9 +72,13 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
     // Two independent instances (separate stores) hire the same person on one scim2-server. Their
     // creates wait in a 1.5 s bulk linger, so both lookups happen before either create: the
     // second create gets 409 uniqueness and must bind the first one's account and converge it.
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
-    let path = config(dir.path(), "    concurrency: 4\n    bulk: { linger_ms: 1500 }\n");
+    let path = config(
+        dir.path(),
+        "    concurrency: 4\n    bulk: { linger_ms: 1500 }\n",
+    );
     let env = example_env(&scim, INGEST);
     let a = Daemon::start(&path, &dir.path().join("a"), &env).unwrap();
     let b = Daemon::start(&path, &dir.path().join("b"), &env).unwrap();
@@ -91,7 +102,10 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
         if done(&a.targets().await.unwrap()) && done(&b.targets().await.unwrap()) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "both delivered within 60 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both delivered within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     a.stop().unwrap();
@@ -102,7 +116,8 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
     // Both instances applied it, bound to the same account; one of them through the 409.
     let mut conflicts = 0;
     for data in ["a", "b"] {
-        let audit = json_lines(&scimflow_offline(&["audit", "export"], &dir.path().join(data)).unwrap());
+        let audit =
+            json_lines(&scimflow_offline(&["audit", "export"], &dir.path().join(data)).unwrap());
         let hire_record = audit
             .iter()
             .find(|r| r["event_id"] == hire["id"])
@@ -118,7 +133,10 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
         if requests.len() > 2 {
             conflicts += 1;
             assert!(
-                requests.last().unwrap().starts_with(&format!("PATCH /Users/{id}")),
+                requests
+                    .last()
+                    .unwrap()
+                    .starts_with(&format!("PATCH /Users/{id}")),
                 "{data}: {requests:?}"
             );
         }
@@ -129,7 +147,8 @@ async fn a_409_on_create_binds_the_account_another_instance_just_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_are_chunked_to_the_profile_limit_on_scim2_server() {
     // A custom connector profile allows 5 member changes per request; 30 people join one group.
-    let scim = Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
+    let scim =
+        Scim2Server::start("scim-token").expect("scim2-server (run scripts/install-test-deps.sh)");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("profile.yaml"),
@@ -168,7 +187,10 @@ async fn membership_changes_are_chunked_to_the_profile_limit_on_scim2_server() {
         if full && daemon.targets().await.unwrap()["demo"]["queue_depth"] == 0 {
             break groups;
         }
-        assert!(std::time::Instant::now() < deadline, "30 members within 60 s: {groups:#?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "30 members within 60 s: {groups:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     daemon.stop().unwrap();
@@ -184,7 +206,10 @@ async fn membership_changes_are_chunked_to_the_profile_limit_on_scim2_server() {
     assert_eq!(members.len(), 30);
     // Every membership change recorded once; those that shared a request say how many shared it.
     let audit = json_lines(&scimflow_offline(&["audit", "export"], &data).unwrap());
-    let joins: Vec<&Value> = audit.iter().filter(|r| r["operation"] == "group_add").collect();
+    let joins: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["operation"] == "group_add")
+        .collect();
     assert_eq!(joins.len(), 30);
     let shared: Vec<u64> = joins
         .iter()
@@ -193,5 +218,8 @@ async fn membership_changes_are_chunked_to_the_profile_limit_on_scim2_server() {
         .filter_map(|d| d.split(' ').next()?.parse().ok())
         .collect();
     assert!(shared.iter().all(|n| *n <= 5), "{shared:?}");
-    assert!(!shared.is_empty(), "some changes shared a request: {joins:#?}");
+    assert!(
+        !shared.is_empty(),
+        "some changes shared a request: {joins:#?}"
+    );
 }

@@ -57,7 +57,10 @@ async fn a_long_outage_parks_work_durably_and_everything_arrives_in_order_after_
          retry: { park_after_seconds: 1, park_delay_seconds: 1, max_park_delay_seconds: 3 }\n    \
          circuit_breaker: { failures: 5, open_seconds: 2, max_open_seconds: 4 }\n",
     );
-    assert_ne!(config, quickstart, "the quickstart no longer sets concurrency: 4");
+    assert_ne!(
+        config, quickstart,
+        "the quickstart no longer sets concurrency: 4"
+    );
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, config).unwrap();
     let data = dir.path().join("data");
@@ -90,8 +93,14 @@ async fn a_long_outage_parks_work_durably_and_everything_arrives_in_order_after_
         &scimflow_offline(&["queue", "--target", "demo"], &data).expect("scimflow queue"),
     );
     assert_eq!(queued.len(), 110, "every operation is still queued");
-    let parked: Vec<&Value> = queued.iter().filter(|q| q["next_try"].is_string()).collect();
-    assert!(!parked.is_empty(), "parked operations keep their retry state");
+    let parked: Vec<&Value> = queued
+        .iter()
+        .filter(|q| q["next_try"].is_string())
+        .collect();
+    assert!(
+        !parked.is_empty(),
+        "parked operations keep their retry state"
+    );
     assert!(
         parked
             .iter()
@@ -99,7 +108,10 @@ async fn a_long_outage_parks_work_durably_and_everything_arrives_in_order_after_
         "{parked:#?}"
     );
     let dead = scimflow_offline(&["dlq"], &data).unwrap();
-    assert!(dead.trim().is_empty(), "no dead letter in an outage: {dead}");
+    assert!(
+        dead.trim().is_empty(),
+        "no dead letter in an outage: {dead}"
+    );
 
     // Restarted, still down for a while: it keeps parking, and does not hammer the target.
     let daemon = Daemon::start(&config_path, &data, &env).unwrap();

@@ -988,8 +988,13 @@ fn bulk_config(
         }
         _ => {
             d.push(
-                src.at(at, format!("target `{name}`: bulk must be true, false or a map"))
-                    .with_hint("bulk: { max_operations: 100, max_payload_bytes: 1048576, linger_ms: 20 }"),
+                src.at(
+                    at,
+                    format!("target `{name}`: bulk must be true, false or a map"),
+                )
+                .with_hint(
+                    "bulk: { max_operations: 100, max_payload_bytes: 1048576, linger_ms: 20 }",
+                ),
             );
             return None;
         }

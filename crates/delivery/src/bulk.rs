@@ -161,7 +161,8 @@ impl Bulk {
             .iter()
             .zip(&ids)
             .map(|(item, id)| {
-                let mut op = json!({"method": item.method.as_str(), "path": item.path, "bulkId": id});
+                let mut op =
+                    json!({"method": item.method.as_str(), "path": item.path, "bulkId": id});
                 if let Some(b) = &item.body {
                     op["data"] = b.clone();
                 }
@@ -201,7 +202,8 @@ impl Bulk {
                     self.enabled.store(false, Ordering::Relaxed);
                 } else if e.status == Some(413) {
                     let now = self.max_operations.load(Ordering::Relaxed);
-                    self.max_operations.store((now / 2).max(1), Ordering::Relaxed);
+                    self.max_operations
+                        .store((now / 2).max(1), Ordering::Relaxed);
                 }
                 tally.unanswered = batch.items.len();
                 for item in batch.items {
@@ -361,7 +363,10 @@ mod tests {
         assert_eq!(b.take_batch().unwrap().len(), 1);
         assert!(b.take_batch().is_none());
         // Nothing left: the next writer leads again.
-        assert!(matches!(b.queue(Method::DELETE, "/Users/1", None), Queued::Lead(_)));
+        assert!(matches!(
+            b.queue(Method::DELETE, "/Users/1", None),
+            Queued::Lead(_)
+        ));
         // A tight payload limit: one per request (never zero).
         let small = bulk(10, 10);
         let _ = small.queue(Method::POST, "/Users", Some(&body));
@@ -407,7 +412,10 @@ mod tests {
         let mut rx = rx.into_iter();
         let created = rx.next().unwrap().await.unwrap().unwrap();
         assert_eq!(created.status, 201);
-        assert_eq!(created.location.as_deref(), Some("https://t.example/scim/v2/Users/abc"));
+        assert_eq!(
+            created.location.as_deref(),
+            Some("https://t.example/scim/v2/Users/abc")
+        );
         let conflict = rx.next().unwrap().await.unwrap().unwrap_err();
         assert_eq!(conflict.class, ErrorClass::Conflict);
         assert_eq!(conflict.scim_type.as_deref(), Some("uniqueness"));
@@ -431,7 +439,10 @@ mod tests {
         };
         b.distribute(batch, Err(refused), &StatusRules::default());
         let e = rx.await.unwrap().unwrap_err();
-        assert_eq!((e.class, e.retry_after), (ErrorClass::Retryable, Some(Duration::ZERO)));
+        assert_eq!(
+            (e.class, e.retry_after),
+            (ErrorClass::Retryable, Some(Duration::ZERO))
+        );
         assert!(!b.takes(&Method::POST), "bulk is off for this target now");
     }
 }

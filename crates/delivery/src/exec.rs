@@ -260,12 +260,8 @@ impl Executor {
         if let (Some(b), Some(p)) = (&self.breaker, pass) {
             b.record(p, Signal::of(status));
         }
-        self.metrics.request(
-            target,
-            &method_name,
-            status,
-            sent.elapsed(),
-        );
+        self.metrics
+            .request(target, &method_name, status, sent.elapsed());
         r
     }
 
@@ -299,7 +295,11 @@ impl Executor {
                 }
                 while let Some(batch) = bulk.take_batch() {
                     let request = batch.body.clone();
-                    tracing::debug!(target_name = target, operations = batch.len(), "bulk request");
+                    tracing::debug!(
+                        target_name = target,
+                        operations = batch.len(),
+                        "bulk request"
+                    );
                     let r = self
                         .send_stacked(target, trace, Method::POST, "/Bulk", &[], Some(&request))
                         .await;
@@ -598,13 +598,27 @@ impl Run<'_> {
             Some(bulk) => {
                 self.requests.push(format!("{method} {path} (bulk)"));
                 self.exec
-                    .bulk_send(bulk, &self.op.target, self.trace.as_ref(), method, path, body)
+                    .bulk_send(
+                        bulk,
+                        &self.op.target,
+                        self.trace.as_ref(),
+                        method,
+                        path,
+                        body,
+                    )
                     .await
             }
             None => {
                 self.requests.push(format!("{method} {path}"));
                 self.exec
-                    .send_stacked(&self.op.target, self.trace.as_ref(), method, path, query, body)
+                    .send_stacked(
+                        &self.op.target,
+                        self.trace.as_ref(),
+                        method,
+                        path,
+                        query,
+                        body,
+                    )
                     .await
             }
         };
@@ -641,7 +655,12 @@ impl Run<'_> {
             .map(|f| f.to_string())
             .map_err(|e| permanent(format!("cannot build a group filter: {e}")))?;
         let reply = self
-            .call(Method::GET, &self.exec.groups_path, &[("filter", &filter)], None)
+            .call(
+                Method::GET,
+                &self.exec.groups_path,
+                &[("filter", &filter)],
+                None,
+            )
             .await?;
         let found: Vec<String> = reply
             .body
@@ -713,7 +732,14 @@ impl Run<'_> {
                 "displayName": name,
                 "members": values,
             });
-            let reply = self.call(Method::POST, &self.exec.groups_path.clone(), &[], Some(&body)).await?;
+            let reply = self
+                .call(
+                    Method::POST,
+                    &self.exec.groups_path.clone(),
+                    &[],
+                    Some(&body),
+                )
+                .await?;
             if let Some(id) = reply
                 .body
                 .as_ref()
@@ -786,7 +812,15 @@ impl Run<'_> {
                     "displayName": name,
                     "members": [{"value": user}],
                 });
-                return match self.call(Method::POST, &self.exec.groups_path.clone(), &[], Some(&body)).await {
+                return match self
+                    .call(
+                        Method::POST,
+                        &self.exec.groups_path.clone(),
+                        &[],
+                        Some(&body),
+                    )
+                    .await
+                {
                     Ok(reply) => {
                         if let Some(id) = reply
                             .body
@@ -847,11 +881,18 @@ impl Run<'_> {
 
     /// Whether every operation of `patch` is one the profile's `patch_operations` allows.
     fn patch_allowed(&self, patch: &Value) -> bool {
-        patch["Operations"].as_array().into_iter().flatten().all(|o| {
-            o["op"]
-                .as_str()
-                .is_some_and(|op| self.exec.patch_ops.iter().any(|a| a.as_str().eq_ignore_ascii_case(op)))
-        })
+        patch["Operations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|o| {
+                o["op"].as_str().is_some_and(|op| {
+                    self.exec
+                        .patch_ops
+                        .iter()
+                        .any(|a| a.as_str().eq_ignore_ascii_case(op))
+                })
+            })
     }
 
     /// The owned attributes of the desired state (create-only ones left out) with the manager
@@ -875,7 +916,12 @@ impl Run<'_> {
     /// Updates account `id`: with `patch` — or, when it uses an operation the profile does not
     /// allow, a replace of every attribute of `overlay` — or, for a profile that updates with PUT,
     /// the account as read with `overlay` applied.
-    async fn update_user(&mut self, id: &str, patch: Value, overlay: Value) -> Result<Reply, CallError> {
+    async fn update_user(
+        &mut self,
+        id: &str,
+        patch: Value,
+        overlay: Value,
+    ) -> Result<Reply, CallError> {
         if self.exec.update_put {
             return self.put_user(id, &overlay).await;
         }
@@ -941,19 +987,32 @@ impl Run<'_> {
     /// Adds `ids` to (or removes them from) group `group`: a PATCH `add`/`remove` of `members` —
     /// or, where the profile allows neither of those operations but lets `members` be replaced,
     /// the group's members as read, changed, written back with one `replace`.
-    async fn change_members(&mut self, group: &str, add: bool, ids: &[&str]) -> Result<Reply, CallError> {
+    async fn change_members(
+        &mut self,
+        group: &str,
+        add: bool,
+        ids: &[&str],
+    ) -> Result<Reply, CallError> {
         let path = format!("{}/{group}", self.exec.groups_path);
-        let wanted = if add { PatchOperation::Add } else { PatchOperation::Remove };
+        let wanted = if add {
+            PatchOperation::Add
+        } else {
+            PatchOperation::Remove
+        };
         let operations: Vec<Value> = if self.exec.patch_ops.contains(&wanted) {
             if add {
                 let values: Vec<Value> = ids.iter().map(|id| json!({"value": id})).collect();
                 vec![json!({"op": "add", "path": "members", "value": values})]
             } else {
                 ids.iter()
-                    .map(|id| json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}))
+                    .map(
+                        |id| json!({"op": "remove", "path": format!("members[value eq \"{id}\"]")}),
+                    )
                     .collect()
             }
-        } else if self.exec.replace_members && self.exec.patch_ops.contains(&PatchOperation::Replace) {
+        } else if self.exec.replace_members
+            && self.exec.patch_ops.contains(&PatchOperation::Replace)
+        {
             let current = self.call(Method::GET, &path, &[], None).await?;
             let mut members: Vec<String> = current
                 .body
@@ -1015,7 +1074,12 @@ impl Run<'_> {
             }
             let filter = combined.expect("at least two keys").to_string();
             match self
-                .call(Method::GET, &self.exec.users_path, &[("filter", &filter)], None)
+                .call(
+                    Method::GET,
+                    &self.exec.users_path,
+                    &[("filter", &filter)],
+                    None,
+                )
                 .await
             {
                 Ok(reply) => {
@@ -1037,7 +1101,12 @@ impl Run<'_> {
         for key in keys {
             let filter = lookup_filter(&key)?.to_string();
             let reply = match self
-                .call(Method::GET, &self.exec.users_path, &[("filter", &filter)], None)
+                .call(
+                    Method::GET,
+                    &self.exec.users_path,
+                    &[("filter", &filter)],
+                    None,
+                )
                 .await
             {
                 Ok(r) => r,
@@ -1128,7 +1197,15 @@ impl Run<'_> {
 
     async fn create(&mut self) -> Result<Outcome, CallError> {
         let body = self.create_body();
-        match self.call(Method::POST, &self.exec.users_path.clone(), &[], Some(&body)).await {
+        match self
+            .call(
+                Method::POST,
+                &self.exec.users_path.clone(),
+                &[],
+                Some(&body),
+            )
+            .await
+        {
             Ok(reply) => {
                 let id = reply
                     .body
@@ -1197,7 +1274,15 @@ impl Run<'_> {
                 if let Some(o) = body.as_object_mut() {
                     o.insert(attr.clone(), v.clone());
                 }
-                match self.call(Method::POST, &self.exec.users_path.clone(), &[], Some(&body)).await {
+                match self
+                    .call(
+                        Method::POST,
+                        &self.exec.users_path.clone(),
+                        &[],
+                        Some(&body),
+                    )
+                    .await
+                {
                     Ok(reply) => {
                         let id = reply
                             .body
@@ -1321,8 +1406,15 @@ fn resources_of(reply: &Reply) -> Vec<Value> {
 
 /// The id of the one resource that really has `key`'s value; `None` when none has; an error
 /// when several have (never guess) or the match has no id.
-fn pick_match(resources: &[Value], key: &MatchKey, status: u16) -> Result<Option<String>, CallError> {
-    let matches: Vec<&Value> = resources.iter().filter(|r| really_matches(r, key)).collect();
+fn pick_match(
+    resources: &[Value],
+    key: &MatchKey,
+    status: u16,
+) -> Result<Option<String>, CallError> {
+    let matches: Vec<&Value> = resources
+        .iter()
+        .filter(|r| really_matches(r, key))
+        .collect();
     match matches.as_slice() {
         [] => Ok(None),
         [one] => match one.get("id").and_then(Value::as_str) {

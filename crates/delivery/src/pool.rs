@@ -215,7 +215,10 @@ impl TargetPool {
                 // Other idle lanes whose head changes the same group's membership the same way go
                 // out with this one as one PATCH (at most the profile's member changes per request).
                 let mut members = Vec::new();
-                if disposition == Disposition::Deliver && is_membership(&q.op) && q.op.retry.is_none() {
+                if disposition == Disposition::Deliver
+                    && is_membership(&q.op)
+                    && q.op.retry.is_none()
+                {
                     let limit = self.exec.member_changes_per_request();
                     let mut i = 0;
                     while i < order.len() && members.len() + 1 < limit {
@@ -223,12 +226,16 @@ impl TargetPool {
                         let fits = other != &subject
                             && !busy.contains(other)
                             && lanes.get(other).and_then(|l| l.front()).is_some_and(|h| {
-                                h.op.kind == q.op.kind && h.op.group == q.op.group && h.op.retry.is_none()
+                                h.op.kind == q.op.kind
+                                    && h.op.group == q.op.group
+                                    && h.op.retry.is_none()
                             });
                         if fits {
                             let head = lanes[other].front().cloned().expect("checked");
                             let ok = match (&self.ledger, &head.op.origin) {
-                                (Some(ledger), Some(pos)) => ledger.start(pos) == Disposition::Deliver,
+                                (Some(ledger), Some(pos)) => {
+                                    ledger.start(pos) == Disposition::Deliver
+                                }
                                 _ => true,
                             };
                             if ok {
@@ -256,7 +263,9 @@ impl TargetPool {
                 }
                 tasks.spawn(async move {
                     let r = if disposition == Disposition::HandOver {
-                        hand_over(store, exec.metrics(), stats, &q).await.map(|()| None)
+                        hand_over(store, exec.metrics(), stats, &q)
+                            .await
+                            .map(|()| None)
                     } else {
                         let r = run_one(store, exec, stats, guard.as_deref(), &run).await;
                         for q in &run {
@@ -275,7 +284,11 @@ impl TargetPool {
                     }
                     r.map(|parked| {
                         let finished = if parked.is_some() { 0 } else { run.len() };
-                        vec![LaneDone { subject, parked, finished }]
+                        vec![LaneDone {
+                            subject,
+                            parked,
+                            finished,
+                        }]
                     })
                 });
             }
@@ -365,8 +378,7 @@ async fn run_members(
                 .map_err(|e| e.to_string())?,
         );
     }
-    let pairs: Vec<(&Operation, Option<String>)> =
-        heads.iter().map(|q| &q.op).zip(bound).collect();
+    let pairs: Vec<(&Operation, Option<String>)> = heads.iter().map(|q| &q.op).zip(bound).collect();
     let span = tracing::info_span!(
         "deliver",
         target_name = %heads[0].op.target,
@@ -408,7 +420,11 @@ async fn run_members(
     let commit = if batch.is_empty() {
         Ok(())
     } else {
-        store.commit(batch).await.map(drop).map_err(|e| e.to_string())
+        store
+            .commit(batch)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     };
     let singles = futures::future::join_all(alone.iter().map(|q| {
         run_one(
@@ -434,7 +450,11 @@ async fn run_members(
     for q in &heads {
         if let (Some(ledger), Some(pos)) = (&ledger, &q.op.origin) {
             ledger.finish(pos);
-            if failed.is_none() && done.iter().any(|d| d.subject == q.op.subject && d.finished > 0) {
+            if failed.is_none()
+                && done
+                    .iter()
+                    .any(|d| d.subject == q.op.subject && d.finished > 0)
+            {
                 ledger.closed(pos);
             }
         }

@@ -88,7 +88,10 @@ async fn a_target_that_ignores_filters_binds_only_the_account_that_really_matche
         let r = exec.execute(&hire("E1", "ada"), None, None).await;
         assert_eq!(r.outcome, Outcome::Applied, "{matching}: {r:?}");
         let id = r.bound_id.clone().expect("bound");
-        assert!(!others.contains(&id), "{matching}: bound to someone else's account");
+        assert!(
+            !others.contains(&id),
+            "{matching}: bound to someone else's account"
+        );
         let created = server.user(&id).unwrap();
         assert_eq!(created["externalId"], "E1");
         // The next run finds the account it created (among everything the target returns).
@@ -121,7 +124,9 @@ async fn a_case_sensitive_target_never_leads_to_a_wrong_binding_or_a_duplicate()
     // Someone else holds "Ada@Example.com"; our person is ada@example.com with another externalId.
     let other = user(&server, "X9", "Ada@Example.com");
     let exec = executor(&server, "[externalId, userName]");
-    let r = exec.execute(&hire("E1", "ada@example.com"), None, None).await;
+    let r = exec
+        .execute(&hire("E1", "ada@example.com"), None, None)
+        .await;
     // Either the target accepts the create (a new account) or refuses it as taken; never a bind
     // to X9's account.
     assert_ne!(r.bound_id.as_deref(), Some(other.as_str()), "{r:?}");
@@ -137,6 +142,8 @@ async fn a_case_sensitive_target_never_leads_to_a_wrong_binding_or_a_duplicate()
     // Our own account with a differently cased userName is still found by externalId.
     server.clear();
     let ada = user(&server, "E1", "ADA@example.com");
-    let r = exec.execute(&hire("E1", "ada@example.com"), None, None).await;
+    let r = exec
+        .execute(&hire("E1", "ada@example.com"), None, None)
+        .await;
     assert_eq!(r.bound_id.as_deref(), Some(ada.as_str()), "{r:?}");
 }

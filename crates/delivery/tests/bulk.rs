@@ -70,7 +70,12 @@ async fn deliver(server: &TestServer, n: usize, extra: &str) -> (Arc<dyn Store>,
         server.base_url()
     );
     let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
-    let pool = TargetPool::new("app", store.clone(), Executor::new(&cfg.targets[0]).unwrap(), 16);
+    let pool = TargetPool::new(
+        "app",
+        store.clone(),
+        Executor::new(&cfg.targets[0]).unwrap(),
+        16,
+    );
     let stats = pool.handle().stats;
     let stop = CancellationToken::new();
     let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
@@ -118,7 +123,11 @@ async fn creates_share_bulk_requests_and_failed_items_are_retried_alone() {
     .await;
     assert_eq!((applied, failed), (59, 1));
     let users = server.users();
-    assert_eq!(users.len(), 60, "59 created once each, plus the one that was there");
+    assert_eq!(
+        users.len(),
+        60,
+        "59 created once each, plus the one that was there"
+    );
     let mut ext: Vec<&str> = users
         .iter()
         .filter_map(|u| u["externalId"].as_str())
@@ -166,10 +175,15 @@ async fn a_target_without_bulk_gets_every_write_one_by_one() {
     let log = server.requests();
     let bulk = log.iter().filter(|r| r.path.ends_with("/Bulk")).count();
     assert!(bulk >= 1, "tried once");
-    assert!(log.iter().all(|r| r.path.ends_with("/Bulk") || r.status < 400 || r.status == 0));
+    assert!(log
+        .iter()
+        .all(|r| r.path.ends_with("/Bulk") || r.status < 400 || r.status == 0));
     let direct = log
         .iter()
         .filter(|r| r.method == Method::POST && r.path.ends_with("/Users"))
         .count();
-    assert_eq!(direct, 20, "each create sent directly once bulk was refused");
+    assert_eq!(
+        direct, 20,
+        "each create sent directly once bulk was refused"
+    );
 }

@@ -91,7 +91,13 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
             Some(title_patch(&t)),
         )));
     }
-    batch.push(Mutation::Enqueue(op("E1", 6, OpKind::Deactivate, "t5", None)));
+    batch.push(Mutation::Enqueue(op(
+        "E1",
+        6,
+        OpKind::Deactivate,
+        "t5",
+        None,
+    )));
     batch.push(Mutation::Enqueue(op(
         "E1",
         7,
@@ -118,7 +124,12 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
         server.base_url()
     );
     let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
-    let pool = TargetPool::new("app", store.clone(), Executor::new(&cfg.targets[0]).unwrap(), 4);
+    let pool = TargetPool::new(
+        "app",
+        store.clone(),
+        Executor::new(&cfg.targets[0]).unwrap(),
+        4,
+    );
     let stats = pool.handle().stats;
     let stop = CancellationToken::new();
     let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
@@ -145,7 +156,10 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
         to_e1.len(),
         3,
         "{:#?}",
-        to_e1.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>()
+        to_e1
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
     );
     // E2: one lookup and one create for the hire and its two updates.
     let posts = log.iter().filter(|r| r.method == Method::POST).count();
@@ -249,7 +263,12 @@ async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_
         .iter()
         .filter(|r| r.path.contains("/Groups") && r.method != Method::GET)
         .count();
-    assert_eq!(writes, 3, "{:#?}", log.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+    assert_eq!(
+        writes,
+        3,
+        "{:#?}",
+        log.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>()
+    );
     let audit = store.audit_scan(None, 100).unwrap();
     assert_eq!(audit.len(), 30);
     assert!(

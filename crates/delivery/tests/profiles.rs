@@ -92,13 +92,20 @@ async fn a_put_profile_updates_by_reading_and_writing_back_the_whole_account() {
     let id = seed(&server);
     let exec = executor(&server, |p| p.update = UpdateMethod::Put);
     let r = exec
-        .execute(&op(OpKind::Update, desired("new"), None), Some(id.clone()), None)
+        .execute(
+            &op(OpKind::Update, desired("new"), None),
+            Some(id.clone()),
+            None,
+        )
         .await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
     assert_eq!(methods(&server), ["GET", "PUT"]);
     let u = server.user(&id).unwrap();
     assert_eq!(u["title"], "new");
-    assert_eq!(u["nickName"], "not ours", "attributes it does not own are kept: {u}");
+    assert_eq!(
+        u["nickName"], "not ours",
+        "attributes it does not own are kept: {u}"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +140,11 @@ async fn operations_a_target_does_not_take_become_replaces_and_its_failure_statu
     assert_eq!(e.class, ErrorClass::Retryable);
     assert!(e.detail.contains("204"), "{}", e.detail);
     // What was sent: replaces only.
-    assert_eq!(server.user(&id).unwrap()["title"], "new", "the replace went through");
+    assert_eq!(
+        server.user(&id).unwrap()["title"],
+        "new",
+        "the replace went through"
+    );
     assert!(methods(&server).iter().all(|m| m == "PATCH"));
     // The same with a 200-answering target succeeds at once.
     let ok = TestServer::start(ServerOptions {
@@ -162,7 +173,11 @@ async fn deactivation_follows_the_profile_method_and_attribute() {
     let id = seed(&server);
     let exec = executor(&server, |p| p.deactivate.method = DeactivateMethod::Put);
     let r = exec
-        .execute(&op(OpKind::Deactivate, desired("old"), None), Some(id.clone()), None)
+        .execute(
+            &op(OpKind::Deactivate, desired("old"), None),
+            Some(id.clone()),
+            None,
+        )
         .await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
     assert_eq!(methods(&server), ["GET", "PUT"]);
@@ -176,7 +191,11 @@ async fn deactivation_follows_the_profile_method_and_attribute() {
         p.deactivate.value = json!("suspended");
     });
     let r = exec
-        .execute(&op(OpKind::Deactivate, desired("old"), None), Some(id.clone()), None)
+        .execute(
+            &op(OpKind::Deactivate, desired("old"), None),
+            Some(id.clone()),
+            None,
+        )
         .await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
     assert_eq!(methods(&server), ["PATCH"]);
@@ -224,7 +243,11 @@ async fn members_are_replaced_wholesale_where_add_and_remove_are_not_taken() {
     };
     let mut both = vec![id.clone(), other.clone()];
     both.sort();
-    assert_eq!(members(&server.group(&group).unwrap()), both, "the member already there stays");
+    assert_eq!(
+        members(&server.group(&group).unwrap()),
+        both,
+        "the member already there stays"
+    );
     let mut leave = op(OpKind::GroupRemove, json!({}), None);
     leave.group = Some("dept-x".into());
     let r = exec.execute(&leave, Some(id.clone()), None).await;
@@ -238,10 +261,7 @@ async fn members_are_replaced_wholesale_where_add_and_remove_are_not_taken() {
     server.clear_requests();
     let r = exec.execute(&join, Some(id), None).await;
     assert_eq!(r.outcome, Outcome::Failed(ErrorClass::Permanent), "{r:?}");
-    assert!(server
-        .requests()
-        .iter()
-        .all(|q| q.method == Method::GET));
+    assert!(server.requests().iter().all(|q| q.method == Method::GET));
 }
 
 #[tokio::test]
@@ -257,8 +277,12 @@ async fn endpoint_paths_come_from_the_profile() {
         .execute(&op(OpKind::Upsert, desired("t"), None), None, None)
         .await;
     assert_eq!(r.status, Some(404), "{r:?}");
-    assert!(server
-        .requests()
-        .iter()
-        .all(|q| q.path == "/scim/v2/Accounts"), "{:?}", server.requests());
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|q| q.path == "/scim/v2/Accounts"),
+        "{:?}",
+        server.requests()
+    );
 }

@@ -162,7 +162,11 @@ async fn timeouts_and_connection_resets_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_create_committed_behind_a_500_is_found_not_duplicated() {
-    for fault in [Fault::CommitThen500, Fault::TruncatedJson, Fault::InvalidJson] {
+    for fault in [
+        Fault::CommitThen500,
+        Fault::TruncatedJson,
+        Fault::InvalidJson,
+    ] {
         let server = TestServer::start(ServerOptions {
             token: String::new(),
             send_location: false,
@@ -192,7 +196,11 @@ async fn a_create_committed_behind_a_500_is_found_not_duplicated() {
 async fn auth_and_permanent_errors_are_not_retried() {
     for (status, class) in [(401, ErrorClass::Auth), (400, ErrorClass::Permanent)] {
         let server = start_server().await;
-        server.script(FaultRule::status(status).method(Method::POST).path("/Users"));
+        server.script(
+            FaultRule::status(status)
+                .method(Method::POST)
+                .path("/Users"),
+        );
         let exec = executor(&server, "");
         let r = exec.execute(&hire("E1"), None, None).await;
         assert_eq!(r.outcome, Outcome::Failed(class), "{status}: {r:?}");
@@ -246,7 +254,10 @@ async fn used_up_attempts_park_then_continue_and_finally_give_up() {
     let park = r.park.clone().expect("parked again");
     assert_eq!((park.attempts, park.parks), (6, 2));
     let delay = (park.next_try - chrono::Utc::now()).num_seconds();
-    assert!((58..=120).contains(&delay), "second parking 60-120 s: {delay}");
+    assert!(
+        (58..=120).contains(&delay),
+        "second parking 60-120 s: {delay}"
+    );
     // Still failing a day after the first failure: a dead letter.
     let mut old = park;
     old.first_failure -= chrono::Duration::hours(25);
@@ -284,9 +295,7 @@ async fn a_spent_retry_budget_parks_instead_of_retrying() {
             .path("/Users")
             .times(1),
     );
-    let r = executor(&other, "")
-        .execute(&hire("E1"), None, None)
-        .await;
+    let r = executor(&other, "").execute(&hire("E1"), None, None).await;
     assert_eq!(r.outcome, Outcome::Applied);
     assert!(r.park.is_none());
 }
@@ -304,7 +313,10 @@ async fn an_open_breaker_parks_operations_instead_of_holding_them() {
     assert_eq!(park.attempts, 2, "two failures opened it");
     assert_eq!(park.last_error, "circuit breaker open");
     let delay = (park.next_try - chrono::Utc::now()).num_seconds();
-    assert!((55..=60).contains(&delay), "until the breaker half-opens: {delay}");
+    assert!(
+        (55..=60).contains(&delay),
+        "until the breaker half-opens: {delay}"
+    );
     // Another operation dispatched meanwhile parks without sending anything.
     let sent = server.request_count();
     let r = exec.execute(&hire("E2"), None, None).await;
@@ -337,11 +349,20 @@ async fn targets_whose_connector_quota_is_per_tenant_share_one_limiter() {
         .map(|t| Executor::new(t).unwrap())
         .collect();
     let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
-    let mut named: Vec<(&str, &mut Executor)> =
-        names.iter().map(String::as_str).zip(execs.iter_mut()).collect();
+    let mut named: Vec<(&str, &mut Executor)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(execs.iter_mut())
+        .collect();
     let groups = scimflow_delivery::exec::share_rate_limits(&mut named);
     assert_eq!(groups, vec![vec!["a".to_owned(), "b".to_owned()]]);
-    assert!(execs[0].shares_rate_limit_with(&execs[1]), "same connector, same host");
+    assert!(
+        execs[0].shares_rate_limit_with(&execs[1]),
+        "same connector, same host"
+    );
     assert!(!execs[0].shares_rate_limit_with(&execs[2]), "another host");
-    assert!(!execs[0].shares_rate_limit_with(&execs[3]), "a connector without a shared quota");
+    assert!(
+        !execs[0].shares_rate_limit_with(&execs[3]),
+        "a connector without a shared quota"
+    );
 }

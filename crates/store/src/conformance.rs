@@ -422,7 +422,11 @@ pub async fn requeue_in_place<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
         ],
     )
     .await;
-    assert_eq!(store.queue_len("t").unwrap(), 1, "requeue: never resurrects");
+    assert_eq!(
+        store.queue_len("t").unwrap(),
+        1,
+        "requeue: never resurrects"
+    );
     drop(store);
     let store = make(dir.path());
     let q = store.queue_scan("t", None, 10).unwrap();

@@ -29,11 +29,22 @@ pub struct Args {
     /// Unacknowledged produce requests at once.
     #[arg(long, default_value_t = 2_000)]
     in_flight: usize,
+    /// Send the daemon's writes as SCIM bulk requests of at most this many operations (the test
+    /// server serves `/Bulk`); the bare client still sends one request per write.
+    #[arg(long)]
+    bulk: Option<usize>,
 }
 
 pub async fn run(common: &Common, args: Args) -> anyhow::Result<String> {
     let n = args.events;
-    let env = Env::start(common).await?;
+    let env = Env::start_with(
+        common,
+        scimflow_testkit::ServerOptions {
+            bulk_max_operations: Some(1000),
+            ..Default::default()
+        },
+    )
+    .await?;
 
     // (a) the bare client.
     println!(
@@ -60,10 +71,28 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<String> {
 
     // (b) scimflow.
     println!(
-        "(b) scimflow: {n} hire events through Kafka, target concurrency {}",
-        args.target_concurrency
+        "(b) scimflow: {n} hire events through Kafka, target concurrency {}{}",
+        args.target_concurrency,
+        args.bulk
+            .map(|b| format!(", writes in bulk requests of at most {b}"))
+            .unwrap_or_default()
     );
-    let mut daemon = env.start_daemon("throughput", args.target_concurrency, None)?;
+    let mut yaml = crate::harness::config_yaml(
+        &env.tansu.bootstrap,
+        "throughput",
+        env.server.base_url(),
+        args.target_concurrency,
+        None,
+    );
+    if let Some(b) = args.bulk {
+        let line = format!("    concurrency: {}\n", args.target_concurrency);
+        yaml = yaml.replacen(
+            &line,
+            &format!("{line}    bulk: {{ max_operations: {b}, linger_ms: 5 }}\n"),
+            1,
+        );
+    }
+    let mut daemon = env.start_daemon_yaml("throughput", &yaml)?;
     // Warm-up: one event through the whole path, so the consumer group has joined before timing.
     env.produce_hires("W", 0..1, 1).await?;
     daemon
@@ -86,6 +115,8 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<String> {
     let reqs = &reqs[warm.min(reqs.len())..];
     let gets = reqs.iter().filter(|r| r.method == "GET").count();
     let posts = reqs.iter().filter(|r| r.method == "POST").count();
+    let bulks = env.server.bulk_log();
+    let bulk_ops: usize = bulks.iter().map(Vec::len).sum();
     let non2xx = reqs.iter().filter(|r| r.status / 100 != 2).count();
     let users = env.server.users().len();
     daemon.stop();
@@ -106,6 +137,13 @@ pub async fn run(common: &Common, args: Args) -> anyhow::Result<String> {
         reqs.len() as f64 / n as f64,
         thousands(reqs.len() as f64 / flow_secs)
     );
+    if !bulks.is_empty() {
+        println!(
+            "    of the POSTs, {} were bulk requests carrying {bulk_ops} operations ({:.1} per request)",
+            bulks.len(),
+            bulk_ops as f64 / bulks.len() as f64
+        );
+    }
     env.finish();
     let ratio = flow_pps / bare_pps;
     Ok(format!(

@@ -619,27 +619,39 @@ impl Shared {
             return ScimError::new(413, None, "bulk body too large").into_response();
         };
         let Ok(request) = serde_json::from_slice::<Value>(&bytes) else {
-            return ScimError::new(400, Some("invalidSyntax"), "bulk body is not JSON").into_response();
+            return ScimError::new(400, Some("invalidSyntax"), "bulk body is not JSON")
+                .into_response();
         };
-        let ops = request["Operations"].as_array().cloned().unwrap_or_default();
+        let ops = request["Operations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if ops.len() > max {
-            return ScimError::new(413, None, format!("more than {max} operations")).into_response();
+            return ScimError::new(413, None, format!("more than {max} operations"))
+                .into_response();
         }
         let mut results = Vec::with_capacity(ops.len());
         let mut log = Vec::with_capacity(ops.len());
         for op in ops {
-            let method_name = op["method"].as_str().unwrap_or_default().to_ascii_uppercase();
+            let method_name = op["method"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
             let path = op["path"].as_str().unwrap_or_default().to_owned();
             let full = format!("{BASE_PATH}{path}");
             let Ok(method) = Method::from_bytes(method_name.as_bytes()) else {
-                results.push(json!({"method": method_name, "bulkId": op["bulkId"], "status": "400"}));
+                results
+                    .push(json!({"method": method_name, "bulkId": op["bulkId"], "status": "400"}));
                 continue;
             };
             let fault = self.take_fault(&method, &full);
             let (status, body, location) = match fault {
                 Some(Fault::Status { status, .. }) => (
                     status,
-                    Some(ScimError::new(status, None, format!("scripted fault: status {status}")).body()),
+                    Some(
+                        ScimError::new(status, None, format!("scripted fault: status {status}"))
+                            .body(),
+                    ),
                     None,
                 ),
                 other => {
@@ -667,7 +679,14 @@ impl Shared {
                         .unwrap_or_default();
                     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
                     if matches!(other, Some(Fault::CommitThen500)) {
-                        (500, Some(ScimError::new(500, None, "scripted fault: committed, then failed").body()), None)
+                        (
+                            500,
+                            Some(
+                                ScimError::new(500, None, "scripted fault: committed, then failed")
+                                    .body(),
+                            ),
+                            None,
+                        )
                     } else {
                         (status, body, location)
                     }
