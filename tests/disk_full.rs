@@ -88,6 +88,8 @@ async fn a_full_disk_stops_intake_loudly_and_a_restart_completes_the_work() {
     let mnt = dir.path().join("disk");
     let _tmpfs = Tmpfs::mount(&mnt, "48m");
     let data = mnt.join("data");
+    // The daemon's log lives off the disk that fills up, or the loud failure could not be written.
+    let log = dir.path().join("daemon.log");
     let config = repo_root().join("examples/kafka.yaml");
     let mut env = example_env(&scim, "unused");
     env.push(("KAFKA_BROKERS", tansu.bootstrap.clone()));
@@ -111,7 +113,7 @@ async fn a_full_disk_stops_intake_loudly_and_a_restart_completes_the_work() {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     produce(&tansu, &first).await;
-    let daemon = Daemon::start(&config, &data, &env).unwrap();
+    let daemon = Daemon::start_logging_to(&config, &data, &env, &log).unwrap();
     wait_for_end_state(&scim, &daemon, &expected_first, Duration::from_secs(90))
         .await
         .unwrap();
@@ -154,7 +156,7 @@ async fn a_full_disk_stops_intake_loudly_and_a_restart_completes_the_work() {
 
     // Space returns; a restart completes the work (wave 2 was not committed past, so it is re-read).
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    let daemon = Daemon::start(&config, &data, &env).unwrap();
+    let daemon = Daemon::start_logging_to(&config, &data, &env, &log).unwrap();
     wait_for_end_state(&scim, &daemon, &all.expected, Duration::from_secs(120))
         .await
         .unwrap();

@@ -53,6 +53,18 @@ impl Daemon {
     /// waits for its "listening" line.
     pub fn start(config: &Path, data_dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Daemon> {
         let stderr_log = data_dir.with_extension(format!("{}.log", std::process::id()));
+        Self::start_logging_to(config, data_dir, env, &stderr_log)
+    }
+
+    /// Like [`start`](Self::start), with the daemon's stderr appended to `stderr_log` (e.g. off a
+    /// filesystem the test fills up, so the log itself is not lost).
+    pub fn start_logging_to(
+        config: &Path,
+        data_dir: &Path,
+        env: &[(&str, String)],
+        stderr_log: &Path,
+    ) -> anyhow::Result<Daemon> {
+        let stderr_log = stderr_log.to_owned();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -402,6 +402,23 @@ impl Metrics {
                 result,
             });
         }
+        // The time-to-provision histograms at zero: a rate over them (the deprovisioning SLO)
+        // then sees the first confirmations as an increase, even when they all land between two
+        // scrapes.
+        for operation in [
+            "upsert",
+            "update",
+            "deactivate",
+            "reactivate",
+            "delete",
+            "group_add",
+            "group_remove",
+        ] {
+            let _ = self.time_to_provision.get_or_create(&ProvisionLabels {
+                target: target.to_owned(),
+                operation,
+            });
+        }
     }
 
     /// Creates the input counters of `source` at zero, for every result.
