@@ -181,6 +181,12 @@ impl Breaker {
         }
     }
 
+    /// Whether a request holding `pass` may still go out: a probe always, any other request
+    /// only while the breaker is closed (it may have opened since the pass was given).
+    pub fn still_admits(&self, pass: &Pass) -> bool {
+        pass.probe || matches!(&*self.lock(), Inner::Closed { .. })
+    }
+
     /// Records what came of a request sent with `pass`.
     pub fn record(&self, pass: Pass, signal: Signal) {
         let mut g = self.lock();
@@ -260,6 +266,26 @@ mod tests {
         for s in [200, 201, 204, 400, 403, 404, 409, 429] {
             assert_eq!(Signal::of(Some(s)), Signal::Up, "{s}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_given_before_the_breaker_opened_no_longer_admits() {
+        let b = breaker();
+        let early = b.pass().await;
+        assert!(b.still_admits(&early));
+        for _ in 0..3 {
+            let p = b.pass().await;
+            b.record(p, Signal::Failure);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(
+            !b.still_admits(&early),
+            "it waited while the breaker opened"
+        );
+        let probe = b.pass().await;
+        assert!(b.still_admits(&probe), "a probe goes out");
+        b.record(probe, Signal::Up);
+        assert!(b.still_admits(&b.pass().await));
     }
 
     #[tokio::test(start_paused = true)]

@@ -207,24 +207,32 @@ impl Executor {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, CallError> {
-        let pass = match &self.breaker {
-            Some(b) => Some(b.pass().await),
-            None => None,
-        };
-        if let Some(l) = &self.limiter {
-            let waited = Instant::now();
-            l.until_ready().await;
-            let waited = waited.elapsed();
-            if !waited.is_zero() {
-                self.metrics
-                    .limiter_wait
-                    .get_or_create(&TargetLabel {
-                        target: target.to_owned(),
-                    })
-                    .inc_by(waited.as_secs_f64());
+        let (pass, permit) = loop {
+            let pass = match &self.breaker {
+                Some(b) => Some(b.pass().await),
+                None => None,
+            };
+            if let Some(l) = &self.limiter {
+                let waited = Instant::now();
+                l.until_ready().await;
+                let waited = waited.elapsed();
+                if !waited.is_zero() {
+                    self.metrics
+                        .limiter_wait
+                        .get_or_create(&TargetLabel {
+                            target: target.to_owned(),
+                        })
+                        .inc_by(waited.as_secs_f64());
+                }
             }
-        }
-        let permit = self.concurrency.acquire().await;
+            let permit = self.concurrency.acquire().await;
+            // The breaker may have opened while this request waited for its token or permit:
+            // then it waits again (holding nothing) instead of going out.
+            match (&self.breaker, &pass) {
+                (Some(b), Some(p)) if !b.still_admits(p) => drop(permit),
+                _ => break (pass, permit),
+            }
+        };
         let span = tracing::info_span!(
             "scim_request",
             http.method = %method,

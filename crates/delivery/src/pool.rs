@@ -96,8 +96,10 @@ impl TargetPool {
             wake: Arc::new(Notify::new()),
             stats: Arc::new(PoolStats::default()),
             window: 4096,
-            // Lanes waiting in backoff hold no HTTP permit, so allow more lanes than permits.
-            max_lanes: concurrency * 4,
+            // A lane is busy for its requests *and* for the durable commit of its outcome (a few
+            // ms of group commit, holding no HTTP permit), and lanes waiting in backoff hold no
+            // permit either: allow many more lanes than permits, so that commits overlap requests.
+            max_lanes: (concurrency * 16).clamp(64, 1024),
             ledger: None,
             guard: None,
         }
