@@ -89,6 +89,10 @@ pub struct Executor {
     /// Whether lookups by several matching attributes use one `or` filter (cleared when the
     /// target refuses one).
     or_lookups: AtomicBool,
+    /// Whether the last request that failed transiently has not been followed by a success yet.
+    failing: AtomicBool,
+    /// How often the target answered again after transient failures (see [`Executor::recoveries`]).
+    recoveries: std::sync::atomic::AtomicU64,
     /// Most member changes one group PATCH may carry (the profile's limit).
     member_limit: usize,
     /// Writes go out in bulk requests (`bulk:`).
@@ -187,6 +191,8 @@ impl Executor {
                 target.profile.filter.supported
                     && target.profile.filter.operators.iter().any(|o| o == "or"),
             ),
+            failing: AtomicBool::new(false),
+            recoveries: std::sync::atomic::AtomicU64::new(0),
             member_limit: target
                 .profile
                 .groups
@@ -258,6 +264,19 @@ impl Executor {
             Ok(reply) => Some(reply.status),
             Err(e) => e.status,
         };
+        // Recovery: the first answer after transient failures tells the pool to try its parked
+        // operations now rather than at their backed-off next tries.
+        match &r {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    self.recoveries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.class.is_transient() && e.retry_after != Some(Duration::ZERO) => {
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
         permit.finish(
             sent.elapsed(),
             Feedback::of(status, r.as_ref().err().map(|e| e.class)),
@@ -404,6 +423,12 @@ impl Executor {
             });
         }
         reports
+    }
+
+    /// How many times the target answered successfully after transient failures: when this
+    /// moves, the target is back and parked operations need not wait out their backoff.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
     }
 
     /// Whether this executor draws from the same token bucket as `other`.

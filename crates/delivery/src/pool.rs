@@ -96,10 +96,10 @@ impl TargetPool {
             wake: Arc::new(Notify::new()),
             stats: Arc::new(PoolStats::default()),
             window: 4096,
-            // A lane is busy for its requests *and* for the durable commit of its outcome (a few
-            // ms of group commit, holding no HTTP permit), and lanes waiting in backoff hold no
-            // permit either: allow many more lanes than permits, so that commits overlap requests.
-            max_lanes: (concurrency * 16).clamp(64, 1024),
+            // Lanes waiting in backoff or on their outcome's durable commit hold no HTTP permit,
+            // so allow more lanes than permits. (16 × was measured too: no clear throughput gain,
+            // and a burst of people then rarely shares membership PATCHes.)
+            max_lanes: concurrency * 4,
             ledger: None,
             guard: None,
         }
@@ -143,6 +143,7 @@ impl TargetPool {
         let mut tasks: JoinSet<Result<Vec<LaneDone>, String>> = JoinSet::new();
         // Lanes whose head is parked, by next try (the head stays in its lane meanwhile).
         let mut parked: Vec<(chrono::DateTime<Utc>, String)> = Vec::new();
+        let mut seen_recoveries = self.exec.recoveries();
         loop {
             // Refill the in-memory window from the durable queue.
             if loaded < self.window {
@@ -165,6 +166,26 @@ impl TargetPool {
                         tracing::error!(target_name = %self.target, error = %e, "cannot read the queue; pool stops");
                         self.stats.stopped_on_error.store(true, Ordering::SeqCst);
                         break;
+                    }
+                }
+            }
+            // The target answered again after failures: parked heads need not wait out their
+            // backoff (the rate limit, adaptive concurrency and breaker pace them).
+            let recoveries = self.exec.recoveries();
+            if recoveries != seen_recoveries {
+                seen_recoveries = recoveries;
+                if !parked.is_empty() {
+                    tracing::info!(target_name = %self.target, parked = parked.len(), "the target answers again; parked operations are tried now");
+                }
+                let now = Utc::now();
+                for (due, subject) in &mut parked {
+                    *due = now;
+                    if let Some(r) = lanes
+                        .get_mut(subject.as_str())
+                        .and_then(|l| l.front_mut())
+                        .and_then(|h| h.op.retry.as_mut())
+                    {
+                        r.next_try = now;
                     }
                 }
             }

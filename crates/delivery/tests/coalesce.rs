@@ -280,3 +280,86 @@ async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_
         "{audit:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_operations_are_tried_at_once_when_the_target_answers_again() {
+    use scimflow_testkit::{FaultRule, RetryAfter};
+    let server = TestServer::start(ServerOptions {
+        token: String::new(),
+        ..ServerOptions::default()
+    })
+    .await;
+    // E1's create is answered 429 with a ten-minute Retry-After: it parks until then.
+    server.script(
+        FaultRule::status_retry_after(429, RetryAfter::Seconds(600))
+            .method(Method::POST)
+            .path("/Users"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = scimflow_store::open(
+        scimflow_store::Engine::Sled,
+        dir.path(),
+        scimflow_store::StoreOptions::default(),
+    )
+    .unwrap();
+    store
+        .commit(vec![Mutation::Enqueue(op(
+            "E1",
+            1,
+            OpKind::Upsert,
+            "a",
+            None,
+        ))])
+        .await
+        .unwrap();
+    let yaml = format!(
+        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    \
+         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
+         externalId: event.subject\n      userName: event.subject\n",
+        server.base_url()
+    );
+    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
+    let pool = TargetPool::new(
+        "app",
+        store.clone(),
+        Executor::new(&cfg.targets[0]).unwrap(),
+        4,
+    );
+    let handle = pool.handle();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = store.queue_scan("app", None, 1).unwrap();
+        if q.first().is_some_and(|q| q.op.retry.is_some()) {
+            let next = q[0].op.retry.as_ref().unwrap().next_try;
+            assert!(next > chrono::Utc::now() + chrono::Duration::seconds(500));
+            break;
+        }
+        assert!(Instant::now() < deadline, "E1 parked within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another person's hire succeeds: the target is back, and E1 does not wait ten minutes.
+    store
+        .commit(vec![Mutation::Enqueue(op(
+            "E2",
+            1,
+            OpKind::Upsert,
+            "b",
+            None,
+        ))])
+        .await
+        .unwrap();
+    handle.wake();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.queue_len("app").unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "E1 delivered after the recovery, not at its next try"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    assert_eq!(server.users().len(), 2);
+}

@@ -308,19 +308,33 @@ fn claim_db(path: &Path, opts: &StoreOptions) -> Result<(sled::Db, DbClaim), Sto
         entry.in_use = true;
         return Ok((entry.db.clone(), DbClaim(canonical)));
     }
-    let db = sled::Config::new()
-        .path(&canonical)
-        .cache_capacity(opts.cache_bytes)
-        .open()
-        .map_err(|e| {
-            io_err(
-                format_args!(
-                    "opening the sled store at {} (is another scimflow process using it?)",
-                    path.display()
-                ),
-                e,
-            )
-        })?;
+    // sled lets go of its file lock from its own threads once the last handle is dropped, a
+    // moment after a store of this process was closed: a lock still held is retried briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let db = loop {
+        let r = sled::Config::new()
+            .path(&canonical)
+            .cache_capacity(opts.cache_bytes)
+            .open();
+        match r {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r,
+        }
+    }
+    .map_err(|e| {
+        io_err(
+            format_args!(
+                "opening the sled store at {} (is another scimflow process using it?)",
+                path.display()
+            ),
+            e,
+        )
+    })?;
     dbs.insert(
         canonical.clone(),
         OpenDb {
