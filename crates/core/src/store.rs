@@ -133,6 +133,22 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<QueuedOp>, StoreError>;
 
+    /// The source positions of up to `limit` queued operations of `target` with a position after
+    /// `after`, in queue order, without decoding the rest of each operation (rebuilding the
+    /// partition ledger at start reads the whole queue).
+    fn queue_origins(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<crate::partition::SourcePosition>)>, StoreError> {
+        Ok(self
+            .queue_scan(target, after, limit)?
+            .into_iter()
+            .map(|q| (q.seq, q.op.origin))
+            .collect())
+    }
+
     /// Number of queued operations of `target`.
     fn queue_len(&self, target: &str) -> Result<u64, StoreError>;
 

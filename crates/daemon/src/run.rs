@@ -379,11 +379,11 @@ fn open_ledger(store: &dyn Store, config: &Config) -> anyhow::Result<Arc<Partiti
     for t in &config.targets {
         let mut after = None;
         loop {
-            let page = store.queue_scan(&t.name, after, 4096)?;
+            let page = store.queue_origins(&t.name, after, 4096)?;
             let Some(last) = page.last() else { break };
-            after = Some(last.seq);
-            for q in &page {
-                if let Some(pos) = &q.op.origin {
+            after = Some(last.0);
+            for (_, origin) in &page {
+                if let Some(pos) = origin {
                     ledger.opened(pos);
                 }
             }

@@ -375,6 +375,11 @@ pub async fn requeue_in_place<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
     .await;
     let (s1, s2, s3) = (r.queue_seqs[0].1, r.queue_seqs[1].1, r.queue_seqs[2].1);
     let mut parked = op("t", "1");
+    parked.origin = Some(scimflow_core::partition::SourcePosition {
+        topic: "hr".into(),
+        partition: 2,
+        offset: 41,
+    });
     parked.retry = Some(scimflow_core::RetryState {
         attempts: 3,
         parks: 1,
@@ -395,6 +400,15 @@ pub async fn requeue_in_place<S: Store + Clone>(make: &impl Fn(&Path) -> S) {
     assert_eq!(store.queue_len("t").unwrap(), 3);
     assert_eq!(q[0].seq, s1, "requeue: the position is kept");
     assert_eq!(q[0].op, parked, "requeue: the entry is replaced");
+    assert_eq!(
+        store.queue_origins("t", None, 10).unwrap(),
+        vec![(s1, parked.origin.clone()), (s2, None), (s3, None)],
+        "queue_origins: the positions alone, in queue order"
+    );
+    assert_eq!(
+        store.queue_origins("t", Some(s1), 1).unwrap(),
+        vec![(s2, None)]
+    );
     // Dequeued earlier, or dequeued then requeued in one batch: stays gone.
     commit(
         &store,

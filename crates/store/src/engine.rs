@@ -578,6 +578,23 @@ impl<R: Reader> Store for Core<R> {
             })
     }
 
+    fn queue_origins(
+        &self,
+        target: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<scimflow_core::partition::SourcePosition>)>, StoreError> {
+        /// Only the source position of a queued operation; serde skips the other fields
+        /// without building them.
+        #[derive(serde::Deserialize)]
+        struct Origin {
+            #[serde(default)]
+            origin: Option<scimflow_core::partition::SourcePosition>,
+        }
+        self.scan_decoded::<Origin>(&keys::queue_prefix(target), after, limit)
+            .map(|v| v.into_iter().map(|(seq, o)| (seq, o.origin)).collect())
+    }
+
     fn queue_len(&self, target: &str) -> Result<u64, StoreError> {
         let lens = self
             .shared
@@ -740,6 +757,17 @@ macro_rules! delegate_store {
                 limit: usize,
             ) -> Result<Vec<scimflow_core::QueuedOp>, scimflow_core::store::StoreError> {
                 self.inner.queue_scan(target, after, limit)
+            }
+            fn queue_origins(
+                &self,
+                target: &str,
+                after: Option<u64>,
+                limit: usize,
+            ) -> Result<
+                Vec<(u64, Option<scimflow_core::partition::SourcePosition>)>,
+                scimflow_core::store::StoreError,
+            > {
+                self.inner.queue_origins(target, after, limit)
             }
             fn queue_len(&self, target: &str) -> Result<u64, scimflow_core::store::StoreError> {
                 self.inner.queue_len(target)
