@@ -738,8 +738,10 @@ impl Run<'_> {
             .remove(name);
     }
 
-    /// One request for several accounts' membership of group `name` (see
-    /// [`Executor::execute_members`]); any failure is returned for the caller to fall back.
+    /// One request for the membership of `ids` in group `name`: find the group (an add creates it
+    /// with them, one find-or-create at a time per name, so concurrent first members create it
+    /// once) and PATCH its members. Used for one operation and for several
+    /// ([`Executor::execute_members`], which falls back to one at a time on any failure).
     async fn members(&mut self, name: &str, add: bool, ids: &[&str]) -> Result<Outcome, CallError> {
         let creation = if add {
             let lock = self
@@ -765,14 +767,26 @@ impl Run<'_> {
                 "displayName": name,
                 "members": values,
             });
-            let reply = self
+            let reply = match self
                 .call(
                     Method::POST,
                     &self.exec.groups_path.clone(),
                     &[],
                     Some(&body),
                 )
-                .await?;
+                .await
+            {
+                Ok(reply) => reply,
+                // Created concurrently elsewhere: retry, which finds it.
+                Err(e) if e.class == ErrorClass::Conflict => {
+                    return Err(CallError {
+                        class: ErrorClass::Retryable,
+                        retry_after: Some(Duration::ZERO),
+                        ..e
+                    })
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(id) = reply
                 .body
                 .as_ref()
@@ -818,74 +832,14 @@ impl Run<'_> {
                 Ok(Outcome::NoOp)
             };
         };
-        // An add may create the group: find-or-create one at a time per name (a removal never
-        // creates, and a cached id needs no lock).
-        let creation = if add {
-            let lock = self
-                .exec
-                .group_creation
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(name.clone())
-                .or_default()
-                .clone();
-            Some(lock.lock_owned().await)
-        } else {
-            None
-        };
-        let found = self.find_group(&name).await?;
-        if found.is_some() {
-            drop(creation);
-        }
-        let group = match found {
-            Some(g) => g,
-            None if add => {
-                let body = json!({
-                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                    "displayName": name,
-                    "members": [{"value": user}],
-                });
-                return match self
-                    .call(
-                        Method::POST,
-                        &self.exec.groups_path.clone(),
-                        &[],
-                        Some(&body),
-                    )
-                    .await
-                {
-                    Ok(reply) => {
-                        if let Some(id) = reply
-                            .body
-                            .as_ref()
-                            .and_then(|b| b.get("id"))
-                            .and_then(Value::as_str)
-                        {
-                            self.remember_group(&name, id);
-                        }
-                        Ok(Outcome::Applied)
-                    }
-                    // Created concurrently by another worker: retry, which finds it.
-                    Err(e) if e.class == ErrorClass::Conflict => Err(CallError {
-                        class: ErrorClass::Retryable,
-                        retry_after: Some(Duration::ZERO),
-                        ..e
-                    }),
-                    Err(e) => Err(e),
-                };
-            }
-            None => return Ok(Outcome::NoOp),
-        };
-        match self.change_members(&group, add, &[user.as_str()]).await {
-            Ok(_) => Ok(Outcome::Applied),
-            Err(e) if e.status == Some(404) => {
-                self.forget_group(&name);
-                Err(CallError {
-                    class: ErrorClass::Retryable,
-                    retry_after: Some(Duration::ZERO),
-                    ..e
-                })
-            }
+        match self.members(&name, add, &[user.as_str()]).await {
+            Ok(o) => Ok(o),
+            // The group is gone (`members` forgot it): retry, which finds or creates it again.
+            Err(e) if e.status == Some(404) => Err(CallError {
+                class: ErrorClass::Retryable,
+                retry_after: Some(Duration::ZERO),
+                ..e
+            }),
             // Removing a member that is not there is already the desired state.
             Err(e) if !add && e.scim_type.as_deref() == Some("noTarget") => Ok(Outcome::NoOp),
             Err(e) => Err(e),
