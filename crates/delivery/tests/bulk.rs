@@ -4,17 +4,18 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use scimflow_core::op::MatchKey;
 use scimflow_core::store::{Mutation, Store};
 use scimflow_core::{OpKind, Operation};
 use scimflow_delivery::{Executor, TargetPool};
 use scimflow_testkit::{FaultRule, ServerOptions, TestServer};
+
+mod common;
 
 fn hire(i: usize) -> Operation {
     let subject = format!("E{i:03}");
@@ -52,40 +53,18 @@ fn hire(i: usize) -> Operation {
 /// Queues `n` hires, runs a pool for the target (`extra` YAML) until the queue is empty.
 async fn deliver(server: &TestServer, n: usize, extra: &str) -> (Arc<dyn Store>, u64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = scimflow_store::open(
-        scimflow_store::Engine::Sled,
-        dir.path(),
-        scimflow_store::StoreOptions::default(),
-    )
-    .unwrap();
+    let store = common::sled_store(dir.path());
     store
         .commit((0..n).map(|i| Mutation::Enqueue(hire(i))).collect())
         .await
         .unwrap();
-    let yaml = format!(
-        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    concurrency: 16\n    \
-         adaptive_concurrency: {{ enabled: false }}\n    \
-         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
-         externalId: event.subject\n      userName: event.subject\n{extra}",
-        server.base_url()
+    let target = common::target(
+        server,
+        &format!("    concurrency: 16\n    adaptive_concurrency: {{ enabled: false }}\n{extra}"),
     );
-    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
-    let pool = TargetPool::new(
-        "app",
-        store.clone(),
-        Executor::new(&cfg.targets[0]).unwrap(),
-        16,
-    );
+    let pool = TargetPool::new("app", store.clone(), Executor::new(&target).unwrap(), 16);
     let stats = pool.handle().stats;
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.queue_len("app").unwrap() > 0 {
-        assert!(Instant::now() < deadline, "queue drained within 60 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    run.await.unwrap();
+    common::run_until_drained(pool, &store, Duration::from_secs(60)).await;
     // Keep the store directory alive as long as the store.
     std::mem::forget(dir);
     (

@@ -9,10 +9,12 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use scimflow_core::op::MatchKey;
-use scimflow_core::store::{Mutation, Store};
+use scimflow_core::store::Mutation;
 use scimflow_core::{OpKind, Operation};
 use scimflow_delivery::{Executor, TargetPool};
 use scimflow_testkit::{ServerOptions, TestServer};
+
+mod common;
 
 fn op(subject: &str, n: u32, kind: OpKind, title: &str, patch: Option<Value>) -> Operation {
     Operation {
@@ -62,12 +64,7 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = scimflow_store::open(
-        scimflow_store::Engine::Sled,
-        dir.path(),
-        scimflow_store::StoreOptions::default(),
-    )
-    .unwrap();
+    let store = common::sled_store(dir.path());
     // An existing, bound account for E1; nothing yet for E2.
     let existing = server.insert_user(json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -117,29 +114,14 @@ async fn queued_updates_of_one_person_go_out_as_one_request_in_order() {
     }
     store.commit(batch).await.unwrap();
 
-    let yaml = format!(
-        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    \
-         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
-         externalId: event.subject\n      userName: event.subject\n",
-        server.base_url()
-    );
-    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
     let pool = TargetPool::new(
         "app",
         store.clone(),
-        Executor::new(&cfg.targets[0]).unwrap(),
+        Executor::new(&common::target(&server, "")).unwrap(),
         4,
     );
     let stats = pool.handle().stats;
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.queue_len("app").unwrap() > 0 {
-        assert!(Instant::now() < deadline, "queue drained within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    run.await.unwrap();
+    common::run_until_drained(pool, &store, Duration::from_secs(30)).await;
 
     let users = server.users();
     assert_eq!(users.len(), 2, "{users:#?}");
@@ -193,12 +175,7 @@ async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = scimflow_store::open(
-        scimflow_store::Engine::Sled,
-        dir.path(),
-        scimflow_store::StoreOptions::default(),
-    )
-    .unwrap();
+    let store = common::sled_store(dir.path());
     // 30 existing, bound accounts, each with one queued "join dept-x".
     let mut batch = Vec::new();
     let mut ids = Vec::new();
@@ -235,15 +212,7 @@ async fn membership_changes_of_many_people_share_patches_of_at_most_the_profile_
     let exec = Executor::new(&target).unwrap();
     assert_eq!(exec.member_changes_per_request(), 10);
     let pool = TargetPool::new("app", store.clone(), exec, 4);
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(pool.run(stop.clone(), Duration::from_secs(5)));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.queue_len("app").unwrap() > 0 {
-        assert!(Instant::now() < deadline, "queue drained within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    run.await.unwrap();
+    common::run_until_drained(pool, &store, Duration::from_secs(30)).await;
 
     let groups = server.groups();
     assert_eq!(groups.len(), 1, "{groups:#?}");
@@ -296,12 +265,7 @@ async fn parked_operations_are_tried_at_once_when_the_target_answers_again() {
             .path("/Users"),
     );
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = scimflow_store::open(
-        scimflow_store::Engine::Sled,
-        dir.path(),
-        scimflow_store::StoreOptions::default(),
-    )
-    .unwrap();
+    let store = common::sled_store(dir.path());
     store
         .commit(vec![Mutation::Enqueue(op(
             "E1",
@@ -312,17 +276,10 @@ async fn parked_operations_are_tried_at_once_when_the_target_answers_again() {
         ))])
         .await
         .unwrap();
-    let yaml = format!(
-        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    \
-         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
-         externalId: event.subject\n      userName: event.subject\n",
-        server.base_url()
-    );
-    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).unwrap();
     let pool = TargetPool::new(
         "app",
         store.clone(),
-        Executor::new(&cfg.targets[0]).unwrap(),
+        Executor::new(&common::target(&server, "")).unwrap(),
         4,
     );
     let handle = pool.handle();

@@ -14,15 +14,10 @@ use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
 use scimflow_delivery::Executor;
 use scimflow_testkit::{PatchAnswer, ServerOptions, TestServer};
 
+mod common;
+
 fn executor(server: &TestServer, change: impl FnOnce(&mut ConnectorProfile)) -> Executor {
-    let yaml = format!(
-        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    max_attempts: 2\n    \
-         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
-         externalId: event.subject\n      userName: event.subject\n",
-        server.base_url()
-    );
-    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).expect("valid config");
-    let mut target = cfg.targets[0].clone();
+    let mut target = common::target(server, "    max_attempts: 2\n");
     let mut profile = (*target.profile).clone();
     change(&mut profile);
     target.profile = Arc::new(profile);

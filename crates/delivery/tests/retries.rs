@@ -13,6 +13,8 @@ use scimflow_core::{ErrorClass, OpKind, Operation, Outcome};
 use scimflow_delivery::Executor;
 use scimflow_testkit::{Fault, FaultRule, RetryAfter, ServerOptions, TestServer};
 
+mod common;
+
 async fn start_server() -> TestServer {
     TestServer::start(ServerOptions {
         token: String::new(),
@@ -23,14 +25,7 @@ async fn start_server() -> TestServer {
 
 /// An executor for a target on `server`; `extra` is more YAML for the target (indented 4).
 fn executor(server: &TestServer, extra: &str) -> Executor {
-    let yaml = format!(
-        "version: 1\ntargets:\n  app:\n    base_url: {}\n    allow_http: true\n    \
-         lifecycle:\n      hr.worker.hired: upsert\n    matching: [externalId]\n    user:\n      \
-         externalId: event.subject\n      userName: event.subject\n{extra}",
-        server.base_url()
-    );
-    let cfg = scimflow_config::load_str(&yaml, "c.yaml", &|_| None).expect("valid config");
-    Executor::new(&cfg.targets[0]).expect("client builds")
+    Executor::new(&common::target(server, extra)).expect("client builds")
 }
 
 fn hire(subject: &str) -> Operation {
